@@ -1,0 +1,60 @@
+"""Patch cropping x_t -> x~_t: B patches of P x P at B locations, one indexing op for the whole batch."""
+from __future__ import annotations
+
+import torch
+
+
+def patch_corners(centres: torch.Tensor, frame_size: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """Patch centres (B, 2) as (x, y) in [0, 1] -> integer top-left corners (B, 2) as (x0, y0).
+
+    The patch is clamped to stay inside the frame, so a centre near the border moves the patch inward.
+    """
+    height, width = frame_size
+    if patch_size > min(height, width):
+        raise ValueError(f"patch_size {patch_size} exceeds the frame {height}x{width}")
+    scale = torch.tensor([width, height], device=centres.device, dtype=centres.dtype)
+    corners = torch.round(centres * scale - patch_size / 2).long()
+    limit = torch.tensor([width - patch_size, height - patch_size], device=centres.device)
+    return torch.minimum(corners.clamp_min(0), limit)
+
+
+def corner_centres(corners: torch.Tensor, frame_size: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """Inverse of :func:`patch_corners` for in-frame corners: (B, 2) (x0, y0) -> centres (B, 2) in [0, 1]."""
+    height, width = frame_size
+    scale = torch.tensor([width, height], device=corners.device, dtype=torch.float32)
+    return (corners.float() + patch_size / 2) / scale
+
+
+def crop_patches(frames: torch.Tensor, corners: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Frames (B, C, H, W) and top-left corners (B, 2) as (x0, y0) -> patches (B, C, P, P).
+
+    Works on any dtype (crop uint8 frames before normalising: P^2 instead of H*W pixels to convert).
+    """
+    if frames.dim() != 4 or corners.shape != (frames.shape[0], 2):
+        raise ValueError(f"expected frames (B, C, H, W) and corners (B, 2), got {tuple(frames.shape)} and {tuple(corners.shape)}")
+    if patch_size > min(frames.shape[-2:]):
+        raise ValueError(f"patch_size {patch_size} exceeds the frame {frames.shape[-2]}x{frames.shape[-1]}")
+    offsets = torch.arange(patch_size, device=frames.device)
+    rows = (corners[:, 1:2] + offsets)[:, :, None]  # (B, P, 1)
+    cols = (corners[:, 0:1] + offsets)[:, None, :]  # (B, 1, P)
+    batch = torch.arange(frames.shape[0], device=frames.device)[:, None, None]
+    return frames.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def patch_boxes(corners: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Top-left corners (..., 2) -> boxes (..., 4) as x0, y0, x1, y1 in pixels."""
+    return torch.cat([corners, corners + patch_size], dim=-1).float()
+
+
+def grid_corners(actions: torch.Tensor, grid: int, frame_size: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """Discrete actions in [0, grid^2) -> top-left corners on a grid x grid lattice.
+
+    As the paper's code: corner = floor(a * (S - P)) with a in {0, 1/(grid-1), ..., 1}; action = row * grid + col.
+    """
+    height, width = frame_size
+    if patch_size > min(height, width):
+        raise ValueError(f"patch_size {patch_size} exceeds the frame {height}x{width}")
+    row, col = actions // grid, actions % grid
+    x0 = torch.div(col * (width - patch_size), grid - 1, rounding_mode="floor")
+    y0 = torch.div(row * (height - patch_size), grid - 1, rounding_mode="floor")
+    return torch.stack([x0, y0], dim=-1).long()

@@ -1,0 +1,188 @@
+"""The embedded synthetic benchmark: a video task on which spatial focus matters.
+
+Each video shows a small textured tile (the target) and a few look-alike tiles (distractors) moving over a
+smooth background. The class is the target's texture, a period-2 luminance grating modulated by a
+square wave (vertical or horizontal family x modulation period). Downsampling by 2 with an antialiasing
+filter averages any period-2 grating to flat grey, so at f_G's resolution (half the frame) every tile
+looks the same and the class is unreadable; only a patch at full resolution reads it. The target is
+findable at low resolution by its ring colour (distractors have a ring of another hue and equal
+luminance), and distractors carry other classes' textures, so a patch in the wrong place misleads.
+
+Videos are real H.264 mp4 files written with PyAV, with ``train.txt`` / ``val.txt`` lists in the
+``path label`` format and one ``annotations/videos/<name>.npz`` per video holding the target box of every
+frame (``boxes``, x0 y0 x1 y1 pixels) and whether the class detail is readable (``readable``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from tqdm.auto import tqdm
+
+TARGET_RING = (0.95, 0.25, 0.20)  # red
+DISTRACTOR_RING = (0.20, 0.62, 0.72)  # cyan; luminance close to the red ring's, so only hue differs
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Size and difficulty of the synthetic benchmark (defaults sized for a 2-core CPU)."""
+
+    num_classes: int = 10
+    train_videos: int = 512
+    val_videos: int = 128
+    video_frames: int = 16
+    frame_size: int = 112
+    tile_size: int = 24
+    ring_width: int = 2
+    distractors: int = 2
+    contrast: float = 0.35  # amplitude of the grating around mid-grey
+    speed: float = 2.5  # pixels per frame
+    fps: int = 8
+    crf: int = 10  # x264 quality: low enough that the period-2 detail survives compression
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2 or self.num_classes % 2:
+            raise ValueError(f"num_classes must be an even number >= 2, got {self.num_classes}")
+        if self.tile_size + 2 > self.frame_size or self.frame_size % 2:
+            raise ValueError("frame_size must be even and larger than tile_size")
+        if self.distractors >= self.num_classes:
+            raise ValueError("each distractor needs a class other than the target's: distractors < num_classes")
+
+
+@dataclass(frozen=True)
+class SyntheticDataset:
+    """Where a generated benchmark lies: pass these to the shared video dataset."""
+
+    root: Path
+    train_list: Path
+    val_list: Path
+    annotation_root: Path
+    config: SyntheticConfig
+
+
+def _periods(num_classes: int) -> list[int]:
+    """Modulation periods of the square wave; 0 means unmodulated (plain stripes)."""
+    return [0] + [4 + 2 * i for i in range(num_classes // 2 - 1)]
+
+
+def class_texture(label: int, size: int, num_classes: int, contrast: float,
+                  phase: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Luminance texture (size, size) in [0, 1] of class ``label``.
+
+    Classes 2k and 2k+1 share the modulation period; even classes alternate along x (vertical stripes),
+    odd ones along y. Every texture has a period-2 factor, so a 2x antialiased downsample flattens it.
+    """
+    period = _periods(num_classes)[label // 2]
+    fast, slow = np.meshgrid(np.arange(size) + phase[0], np.arange(size) + phase[1], indexing="xy")
+    if label % 2:
+        fast, slow = slow, fast
+    wave = np.ones_like(slow) if period == 0 else np.where((slow // (period // 2)) % 2 == 0, 1, -1)
+    return 0.5 + contrast * np.where(fast % 2 == 0, 1, -1) * wave
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Smooth colour background (size, size, 3): a coarse random grid, bilinearly upsampled."""
+    coarse = rng.uniform(0.35, 0.65, size=(4, 4, 3))
+    axis = np.linspace(0, 3, size)
+    i0 = np.minimum(axis.astype(int), 2)
+    w = (axis - i0)[:, None]
+    rows = coarse[i0] * (1 - w[..., None]) + coarse[i0 + 1] * w[..., None]  # (size, 4, 3)
+    w = (axis - i0)[None, :, None]
+    return rows[:, i0] * (1 - w) + rows[:, i0 + 1] * w
+
+
+def _trajectory(rng: np.random.Generator, frames: int, limit: int, speed: float) -> np.ndarray:
+    """Top-left positions (frames, 2) of a tile moving in a straight line, bouncing off the borders."""
+    start = rng.uniform(0, limit, size=2)
+    angle = rng.uniform(0, 2 * np.pi)
+    raw = start + np.arange(frames)[:, None] * speed * np.array([np.cos(angle), np.sin(angle)])
+    folded = np.mod(raw, 2 * limit)  # reflect at 0 and limit
+    return np.round(np.where(folded > limit, 2 * limit - folded, folded)).astype(int)
+
+
+def _tile(texture: np.ndarray, ring: tuple[float, float, float], width: int) -> np.ndarray:
+    tile = np.repeat(texture[..., None], 3, axis=-1)
+    tile[:width], tile[-width:], tile[:, :width], tile[:, -width:] = ring, ring, ring, ring
+    return tile
+
+
+def render_video(config: SyntheticConfig, label: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One video: uint8 frames (T, H, W, 3) and the target's boxes (T, 4) as x0, y0, x1, y1."""
+    size, tile, frames = config.frame_size, config.tile_size, config.video_frames
+    limit = size - tile
+    others = rng.choice([c for c in range(config.num_classes) if c != label], config.distractors, replace=False)
+    objects = [(int(c), DISTRACTOR_RING) for c in others] + [(label, TARGET_RING)]  # target drawn last, on top
+    tiles = [_tile(class_texture(c, tile, config.num_classes, config.contrast, tuple(rng.integers(0, 12, 2))),
+                   ring, config.ring_width) for c, ring in objects]
+    paths = [_trajectory(rng, frames, limit, config.speed) for _ in objects]
+    video = np.repeat(_background(rng, size)[None], frames, axis=0)
+    for image, path in zip(tiles, paths):
+        for t, (x, y) in enumerate(path):
+            video[t, y:y + tile, x:x + tile] = image
+    xy = paths[-1].astype(np.float32)
+    boxes = np.concatenate([xy, xy + tile], axis=1)
+    return np.round(video * 255).astype(np.uint8), boxes
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int) -> None:
+    """Write uint8 RGB frames (T, H, W, 3) as an H.264 mp4 (yuv420p) with PyAV."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast", "tune": "grain"}
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def _config_key(config: SyntheticConfig) -> str:
+    return hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def default_cache_dir() -> Path:
+    """``$ADAFOCUS_CACHE`` or ``~/.cache/adafocus``."""
+    return Path(os.environ.get("ADAFOCUS_CACHE", Path.home() / ".cache" / "adafocus"))
+
+
+def generate(config: SyntheticConfig, root: Path | None = None, progress: bool = True) -> SyntheticDataset:
+    """Generate the benchmark under ``root`` (default: a folder of the cache named by the config's hash).
+
+    Reuses a complete earlier generation with the same config. Writes each split's list last, through a
+    temporary file, so an interrupted generation never leaves a list that names missing videos.
+    """
+    root = Path(root) if root is not None else default_cache_dir() / "synthetic" / _config_key(config)
+    dataset = SyntheticDataset(root, root / "train.txt", root / "val.txt", root / "annotations", config)
+    marker = root / "config.json"
+    if marker.is_file() and json.loads(marker.read_text()) == asdict(config) \
+            and dataset.train_list.is_file() and dataset.val_list.is_file():
+        return dataset
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    (dataset.annotation_root / "videos").mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(asdict(config), indent=2))
+    splits = {"train": (config.train_videos, 0), "val": (config.val_videos, 1)}
+    bar = tqdm(total=config.train_videos + config.val_videos, desc="synthetic videos", disable=not progress)
+    for split, (count, stream) in splits.items():
+        rng = np.random.default_rng([config.seed, stream])
+        labels = rng.permutation(np.arange(count) % config.num_classes)  # balanced classes
+        lines = []
+        for i, label in enumerate(labels):
+            name = f"{split}_{i:05d}"
+            frames, boxes = render_video(config, int(label), rng)
+            write_mp4(root / "videos" / f"{name}.mp4", frames, config.fps, config.crf)
+            # annotation path mirrors the list's relative path: annotations/videos/<name>.npz
+            np.savez(dataset.annotation_root / "videos" / f"{name}.npz",
+                     boxes=boxes, readable=np.ones(len(frames), dtype=bool))
+            lines.append(f"videos/{name}.mp4 {label}\n")
+            bar.update()
+        tmp = root / f".{split}.txt.tmp"
+        tmp.write_text("".join(lines))
+        tmp.replace(root / f"{split}.txt")
+    bar.close()
+    return dataset

@@ -1,0 +1,601 @@
+"""Video lists, TSN frame sampling and decoding: the shared path from files on disk to clip tensors.
+
+Two list formats are read (both split on whitespace, so paths may not contain spaces):
+
+* ``path label`` -- mmaction2's VideoDataset format; ``path`` is a video file (mp4, webm, ...).
+* ``dir num_frames label`` -- the TSN/TSM frame-folder format in which Something-Something V1 and
+  Jester ship: ``dir`` is a folder of JPEGs named by an image template (1-based, ``img_00001.jpg``).
+
+Paths are relative to ``data_root`` (default: the list file's folder). Every bad input -- a list
+problem, a missing/corrupt/truncated/too short video, a missing frame image or annotation -- raises
+:class:`VideoDataError`, whose message names the file (and the list line where there is one), so a
+broken dataset is diagnosed from the message alone. :class:`VideoDataset` can instead skip such items
+(``skip_corrupt=True``) together with :func:`collate_videos`.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.utils.data
+from tqdm.auto import tqdm
+
+from .clips import ClipSet
+
+logger = logging.getLogger(__name__)
+
+Decoder = Literal["decord", "pyav"]
+ListFormat = Literal["auto", "video", "frames"]
+Transform = Callable[[torch.Tensor, "torch.Tensor | None"], "tuple[torch.Tensor, torch.Tensor | None]"]
+
+DEFAULT_IMAGE_TEMPLATE = "img_{:05d}.jpg"
+_DECODERS = ("decord", "pyav")
+
+
+class VideoDataError(ValueError):
+    """Bad input data: the message names the offending file (and list line) and the reason."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One entry of a video list.
+
+    ``path`` is a video file, or a frame folder when ``num_frames`` is set (``dir num_frames label``
+    format). ``list_file``/``line`` (1-based) say where the entry came from, for error messages.
+    """
+
+    path: Path
+    label: int
+    num_frames: int | None = None
+    list_file: Path | None = None
+    line: int | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.num_frames is not None
+
+    def where(self) -> str:
+        """``path`` plus its list position, the prefix of every error about this record."""
+        if self.list_file is None:
+            return str(self.path)
+        return f"{self.path} (list {self.list_file}, line {self.line})"
+
+    def located(self, error: VideoDataError) -> VideoDataError:
+        """``error`` (about this record's file, or an image in its folder) with the list position added."""
+        message, prefix = str(error), f"{self.path}: "
+        if self.list_file is None:
+            return VideoDataError(message)
+        if message.startswith(prefix):
+            return VideoDataError(f"{self.where()}: {message[len(prefix):]}")
+        return VideoDataError(f"{message} (list {self.list_file}, line {self.line})")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Lists
+
+
+def read_video_list(list_file: str | Path, data_root: str | Path | None = None,
+                    list_format: ListFormat = "auto", num_classes: int | None = None) -> list[VideoRecord]:
+    """Read a video list, checking every line and that every video file / frame folder exists.
+
+    ``list_format``: ``"video"`` (``path label``), ``"frames"`` (``dir num_frames label``) or ``"auto"``,
+    which takes the format from the field count of the first non-blank line; later lines must match
+    it (a mixed list is almost always a path containing a space, better reported than guessed).
+    ``data_root`` defaults to the list file's folder, so a list and its videos can move together.
+    Blank lines are skipped. ``num_classes``, when given, bounds the labels to ``[0, num_classes)``.
+    """
+    list_file = Path(list_file)
+    if list_format not in ("auto", "video", "frames"):
+        raise ValueError(f"list_format must be 'auto', 'video' or 'frames', got {list_format!r}")
+    root = Path(data_root) if data_root is not None else list_file.parent
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise VideoDataError(f"{list_file}: video list not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise VideoDataError(f"{list_file}: cannot read video list: {e}") from e
+
+    expected = {"video": 2, "frames": 3}.get(list_format)
+    records: list[VideoRecord] = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{list_file}, line {line_no}"
+        if expected is None:  # auto: the first data line decides
+            if len(fields) not in (2, 3):
+                raise VideoDataError(f"{where}: expected 2 fields (path label) or 3 fields "
+                                     f"(dir num_frames label), got {len(fields)}: {line.strip()!r}")
+            expected = len(fields)
+        if len(fields) != expected:
+            form = "path label" if expected == 2 else "dir num_frames label"
+            raise VideoDataError(f"{where}: expected {expected} fields ({form}) like the lines before, "
+                                 f"got {len(fields)}: {line.strip()!r}")
+        label = _parse_int(fields[-1], "label", where)
+        if num_classes is not None and not 0 <= label < num_classes:
+            raise VideoDataError(f"{where}: label {label} outside [0, {num_classes})")
+        path = root / fields[0]
+        if expected == 2:
+            if not path.is_file():
+                raise VideoDataError(f"{where}: video file not found: {path}")
+            records.append(VideoRecord(path, label, None, list_file, line_no))
+        else:
+            num_frames = _parse_int(fields[1], "num_frames", where)
+            if num_frames < 0:
+                raise VideoDataError(f"{where}: num_frames must be >= 0, got {num_frames}")
+            if not path.is_dir():
+                raise VideoDataError(f"{where}: frame folder not found: {path}")
+            records.append(VideoRecord(path, label, num_frames, list_file, line_no))
+    if not records:
+        raise VideoDataError(f"{list_file}: video list is empty")
+    return records
+
+
+def _parse_int(text: str, what: str, where: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise VideoDataError(f"{where}: {what} must be an integer, got {text!r}") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sampling
+
+
+def sample_indices(num_available: int, num_segments: int, train: bool,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
+    """TSN sampling: one 0-based frame index per segment, int64 of shape ``(num_segments,)``.
+
+    Follows the AdaFocus/TSM code: in training the video is cut into ``num_segments`` segments of
+    ``num_available // num_segments`` frames (the remainder at the end is never sampled, as there) and
+    a random frame of each is taken; at test the segments are ``num_available / num_segments`` long
+    (float) and the frame at each centre, ``int(tick / 2 + tick * k)``, is taken. Unlike TSM, a video
+    of exactly ``num_segments`` frames gives ``0, 1, ..., T-1`` at test (TSM falls back to all zeros).
+
+    Raises ValueError when ``num_available < num_segments``; callers turn it into a
+    :class:`VideoDataError` naming the file.
+    """
+    if num_segments < 1:
+        raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    if num_available < num_segments:
+        raise ValueError(f"has {num_available} frames, fewer than {num_segments}")
+    k = np.arange(num_segments, dtype=np.int64)
+    if train:
+        rng = rng if rng is not None else np.random.default_rng()
+        length = num_available // num_segments
+        return k * length + rng.integers(0, length, size=num_segments, dtype=np.int64)
+    tick = num_available / float(num_segments)
+    return (tick / 2.0 + tick * k).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _check_decoder(decoder: str) -> None:
+    if decoder not in _DECODERS:
+        raise ValueError(f"decoder must be one of {_DECODERS}, got {decoder!r}")
+
+
+_DMLC_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+?:\d+: ")
+
+
+def _first_line(error: BaseException) -> str:
+    # decord's messages carry "[hh:mm:ss] src/file.cc:123: " prefixes and a multi-line C++ stack
+    # trace; the first line without the prefixes says what went wrong.
+    text = _DMLC_PREFIX.sub("", str(error)).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+
+
+def count_frames(path: str | Path, decoder: Decoder = "decord",
+                 image_template: str = DEFAULT_IMAGE_TEMPLATE) -> int:
+    """Number of frames of a video file, or of consecutive images (from 1) in a frame folder.
+
+    decord: ``len(VideoReader)``, the packets its demuxer finds; for an mp4 truncated after a
+    moov-first header that is only the packets that start before the cut (decoding the cut one then
+    fails), not the header's count. PyAV: the frames actually decoded (container metadata is not
+    trusted); a decode error on the way raises, so truncation is always caught.
+    """
+    path = Path(path)
+    _check_decoder(decoder)
+    if path.is_dir():
+        n = 0
+        while (path / image_template.format(n + 1)).is_file():
+            n += 1
+        return n
+    if decoder == "decord":
+        return len(_open_decord(path))
+    with _open_av(path) as (container, stream):
+        n = 0
+        try:
+            for _ in container.decode(stream):
+                n += 1
+        except _av_errors() as e:
+            raise VideoDataError(f"{path}: truncated or corrupt: decoding failed after {n} frames: "
+                                 f"{_first_line(e)}") from e
+        return n
+
+
+def decode_frames(path: str | Path, indices: Sequence[int] | np.ndarray, decoder: Decoder = "decord",
+                  image_template: str = DEFAULT_IMAGE_TEMPLATE) -> torch.Tensor:
+    """Decode the frames at 0-based ``indices`` of a video file (or frame folder) as uint8 (T, 3, H, W).
+
+    Every failure -- unreadable file, index past the end, a container that claims more frames than
+    it holds, a missing image -- is a :class:`VideoDataError` naming the file.
+    """
+    path = Path(path)
+    _check_decoder(decoder)
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ValueError("decode_frames needs at least one index")
+    if (idx < 0).any():
+        raise ValueError(f"frame indices must be >= 0, got {idx.tolist()}")
+    if path.is_dir():
+        return _read_folder(path, idx, image_template)
+    if decoder == "decord":
+        return _decode_decord(path, idx)
+    return _decode_pyav(path, idx)
+
+
+def _open_decord(path: Path) -> Any:
+    import decord  # the decord2 wheel; imported lazily so PyAV-only users do not need it
+    from decord._ffi.base import DECORDError
+
+    if not path.is_file():
+        raise VideoDataError(f"{path}: video file not found")
+    try:
+        # A fresh single-threaded reader per call: readers must not cross a DataLoader fork, and
+        # long-lived readers grow in memory after seeks.
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    except (RuntimeError, DECORDError) as e:
+        raise VideoDataError(f"{path}: cannot open video (not a video, truncated or corrupt): "
+                             f"{_first_line(e)}") from e
+
+
+_warned_decord_stride = False
+
+
+def _decode_decord(path: Path, idx: np.ndarray) -> torch.Tensor:
+    return _decord_read(path, lambda n: idx)[0]
+
+
+def _decord_read(path: Path, choose: Callable[[int], np.ndarray]) -> tuple[torch.Tensor, np.ndarray]:
+    """Open one reader, pick the indices from its frame count with ``choose``, decode them.
+
+    One reader serves both steps, so a dataset item costs a single open (which demuxes the file).
+    """
+    from decord._ffi.base import DECORDError
+
+    vr = _open_decord(path)
+    try:
+        n = len(vr)
+        idx = choose(n)
+        if idx.max() >= n:
+            raise VideoDataError(f"{path}: frame index {int(idx.max())} past the end ({n} frames)")
+        try:
+            batch = vr.get_batch(idx.tolist()).asnumpy()
+        except (RuntimeError, DECORDError) as e:
+            if "DECORDArrayCopyFromTo" not in str(e):
+                raise VideoDataError(f"{path}: truncated or corrupt: {_first_line(e)}") from e
+            batch = None  # decord's row-padding bug, handled below
+    finally:
+        del vr
+    if batch is None or (batch.ndim == 4 and batch.shape[-1] != 3):
+        # decord2 (3.4) mis-sizes its RGB buffer for some frame widths (16, 24, 32, 48, 96, 144, ...;
+        # dmlc/decord#336): get_batch raises a size mismatch and single frames come back with 4 or 6
+        # "channels". The stream itself is fine, so decode it with PyAV instead of failing.
+        global _warned_decord_stride
+        if not _warned_decord_stride:
+            _warned_decord_stride = True
+            logger.warning("decord cannot convert frames of %s (known decord bug for some frame widths, "
+                           "dmlc/decord#336); decoding such videos with PyAV", path)
+        return _decode_pyav(path, idx), idx
+    if batch.ndim != 4 or batch.shape[0] != len(idx) or 0 in batch.shape:
+        raise VideoDataError(f"{path}: truncated or corrupt: asked for {len(idx)} frames, "
+                             f"decord returned an array of shape {batch.shape}")
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous(), idx
+
+
+def _av_errors() -> tuple[type[BaseException], ...]:
+    import av
+
+    return (av.error.FFmpegError, OSError)
+
+
+class _open_av:
+    """``with _open_av(path) as (container, stream)``: PyAV's first video stream, errors wrapped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> tuple[Any, Any]:
+        import av
+
+        if not self.path.is_file():
+            raise VideoDataError(f"{self.path}: video file not found")
+        try:
+            self.container = av.open(str(self.path))
+        except _av_errors() as e:
+            raise VideoDataError(f"{self.path}: cannot open video (not a video, truncated or corrupt): "
+                                 f"{_first_line(e)}") from e
+        if not self.container.streams.video:
+            self.container.close()
+            raise VideoDataError(f"{self.path}: has no video stream")
+        # No frame threading (thread_type="AUTO"): with it FFmpeg drops the decode error of a
+        # truncated stream and PyAV just ends early, so truncation would pass unnoticed.
+        return self.container, self.container.streams.video[0]
+
+    def __exit__(self, *exc: object) -> None:
+        self.container.close()
+
+
+def _decode_pyav(path: Path, idx: np.ndarray) -> torch.Tensor:
+    wanted = set(idx.tolist())
+    last = int(idx.max())
+    got: dict[int, np.ndarray] = {}
+    with _open_av(path) as (container, stream):
+        i = -1
+        try:
+            # Sequential decode: PyAV seeks are keyframe-granular, so reading forward is the exact way.
+            for i, frame in enumerate(container.decode(stream)):
+                if i in wanted:
+                    got[i] = frame.to_ndarray(format="rgb24")
+                if i >= last:
+                    break
+        except _av_errors() as e:
+            raise VideoDataError(f"{path}: truncated or corrupt: decoding failed after {i + 1} frames: "
+                                 f"{_first_line(e)}") from e
+    if last not in got:
+        raise VideoDataError(f"{path}: truncated or corrupt: frame index {last} wanted, "
+                             f"only {i + 1} frames decoded")
+    shapes = {a.shape for a in got.values()}
+    if len(shapes) != 1:
+        raise VideoDataError(f"{path}: truncated or corrupt: frames of different shapes {sorted(shapes)}")
+    return torch.from_numpy(np.stack([got[j] for j in idx.tolist()])).permute(0, 3, 1, 2).contiguous()
+
+
+def _read_folder(folder: Path, idx: np.ndarray, image_template: str) -> torch.Tensor:
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    images = []
+    for j in idx.tolist():
+        image_path = folder / image_template.format(j + 1)  # TSN names frames from 1
+        if not image_path.is_file():
+            raise VideoDataError(f"{image_path}: frame image not found")
+        try:
+            images.append(decode_image(read_file(str(image_path)), mode=ImageReadMode.RGB))
+        except (RuntimeError, OSError, ValueError) as e:
+            raise VideoDataError(f"{image_path}: cannot decode frame image: {_first_line(e)}") from e
+        if images[-1].shape != images[0].shape:
+            raise VideoDataError(f"{image_path}: frame of shape {tuple(images[-1].shape)}, "
+                                 f"the folder's first sampled frame is {tuple(images[0].shape)}")
+    return torch.stack(images)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dataset
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """TSN-sampled clips of a video list; items are dicts (see :meth:`__getitem__`).
+
+    The list is read (and every file checked to exist) at construction. Training sampling draws from
+    ``np.random.default_rng([seed, epoch, index])``: deterministic, different per epoch (call
+    :meth:`set_epoch` before each epoch, as with DistributedSampler) and independent of which DataLoader
+    worker runs the item. The transform's own torch randomness is seeded from the same generator.
+    With ``persistent_workers=True`` the workers keep the epoch they started with, so pair
+    :meth:`set_epoch` with non-persistent workers.
+    """
+
+    def __init__(self, list_file: str | Path, data_root: str | Path | None = None, num_frames: int = 8,
+                 train: bool = False, num_classes: int | None = None, decoder: Decoder = "decord",
+                 list_format: ListFormat = "auto", image_template: str = DEFAULT_IMAGE_TEMPLATE,
+                 annotation_root: str | Path | None = None, transform: Transform | None = None,
+                 skip_corrupt: bool = False, seed: int = 0, cache_videos: bool = False) -> None:
+        _check_decoder(decoder)
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0 (it seeds numpy's SeedSequence), got {seed}")
+        self.list_file = Path(list_file)
+        self.data_root = Path(data_root) if data_root is not None else self.list_file.parent
+        self.records = read_video_list(self.list_file, self.data_root, list_format, num_classes)
+        self.num_frames = num_frames
+        self.train = train
+        self.num_classes = num_classes
+        self.decoder = decoder
+        self.image_template = image_template
+        self.annotation_root = Path(annotation_root) if annotation_root is not None else None
+        self.transform = transform
+        self.skip_corrupt = skip_corrupt
+        self.seed = seed
+        self.epoch = 0
+        # PyAV counts frames by decoding them all; counts never change, so cache them (per process).
+        self._frame_counts: dict[int, int] = {}
+        # cache_videos: keep every decoded video (all its frames) in memory and sample from it; for small
+        # sets decoded every epoch (the synthetic benchmark). Per process: use with num_workers=0.
+        self._videos: dict[int, torch.Tensor] | None = {} if cache_videos else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def labels(self) -> list[int]:
+        return [r.label for r in self.records]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose training sample (frames, crops) :meth:`__getitem__` draws."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = epoch
+
+    def annotation_path(self, index: int) -> Path | None:
+        """``<annotation_root>/<path relative to data_root, suffix -> .npz>`` (folders: ``<dir>.npz``)."""
+        if self.annotation_root is None:
+            return None
+        record = self.records[index]
+        try:
+            rel = record.path.relative_to(self.data_root)
+        except ValueError:
+            raise VideoDataError(f"{record.where()}: not under data_root {self.data_root}, "
+                                 "so its annotation cannot be located") from None
+        rel = rel.with_name(rel.name + ".npz") if record.is_folder else rel.with_suffix(".npz")
+        return self.annotation_root / rel
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        """``frames`` uint8 (T, 3, H, W), ``label`` int64 scalar, ``index`` int, ``frame_indices`` int64
+        (T,) (the 0-based sampled frames); with an annotation root also ``boxes`` float32 (T, 4) and,
+        when annotated, ``readable`` bool (T,). A bad item raises :class:`VideoDataError`, or with
+        ``skip_corrupt`` is logged and returned as None (drop it with :func:`collate_videos`).
+        """
+        try:
+            return self._load(index)
+        except VideoDataError as e:
+            if not self.skip_corrupt:
+                raise
+            logger.warning("skipping video %d: %s", index, e)
+            return None
+
+    def _load(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+        counted: list[int] = []
+
+        def choose(available: int) -> np.ndarray:
+            counted.append(available)
+            try:
+                return sample_indices(available, self.num_frames, self.train, rng)
+            except ValueError as e:  # too short
+                raise VideoDataError(f"{record.path}: {e}") from None
+
+        try:
+            if self._videos is not None:
+                if index not in self._videos:
+                    self._videos[index] = self._decode_all(index)
+                frame_indices = choose(len(self._videos[index]))
+                frames = self._videos[index][torch.from_numpy(frame_indices)]
+            elif record.is_folder or self.decoder != "decord":
+                frame_indices = choose(self._count(index))
+                frames = decode_frames(record.path, frame_indices, self.decoder, self.image_template)
+            else:
+                frames, frame_indices = _decord_read(record.path, choose)
+        except VideoDataError as e:
+            raise record.located(e) from e
+        available = counted[0]
+        item: dict[str, Any] = {"index": index, "label": torch.tensor(record.label, dtype=torch.int64),
+                                "frame_indices": torch.from_numpy(frame_indices)}
+        boxes = None
+        if self.annotation_root is not None:
+            boxes, readable = self._annotation(index, available, frame_indices)
+            if readable is not None:
+                item["readable"] = readable
+        if self.transform is not None:
+            # Seed torch from the item's generator so crops/flips are as reproducible as the frames.
+            torch_seed = int(rng.integers(2**62)) if rng is not None else 0
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(torch_seed)
+                frames, boxes = self.transform(frames, boxes)
+        item["frames"] = frames
+        if boxes is not None:
+            item["boxes"] = boxes
+        return item
+
+    def _decode_all(self, index: int) -> torch.Tensor:
+        record = self.records[index]
+        if record.is_folder or self.decoder != "decord":
+            return decode_frames(record.path, np.arange(self._count(index)), self.decoder, self.image_template)
+        return _decord_read(record.path, np.arange)[0]
+
+    def _count(self, index: int) -> int:
+        record = self.records[index]
+        if record.num_frames is not None:
+            return record.num_frames
+        if index not in self._frame_counts:
+            self._frame_counts[index] = count_frames(record.path, self.decoder)
+        return self._frame_counts[index]
+
+    def _annotation(self, index: int, available: int,
+                    frame_indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        path = self.annotation_path(index)
+        assert path is not None
+        video = self.records[index].where()
+        if not path.is_file():
+            raise VideoDataError(f"{path}: annotation not found (for {video})")
+        try:
+            with np.load(path) as npz:
+                boxes = np.asarray(npz["boxes"], dtype=np.float32)
+                readable = np.asarray(npz["readable"], dtype=bool) if "readable" in npz.files else None
+        except (OSError, ValueError, KeyError) as e:
+            raise VideoDataError(f"{path}: cannot read annotation (for {video}): {e}") from e
+        # Boxes are per video frame; a count mismatch means they would be read off the wrong frames.
+        if boxes.shape != (available, 4):
+            raise VideoDataError(f"{path}: boxes of shape {boxes.shape}, expected ({available}, 4) "
+                                 f"for the video's {available} frames (for {video})")
+        if readable is not None and readable.shape != (available,):
+            raise VideoDataError(f"{path}: readable of shape {readable.shape}, expected ({available},) "
+                                 f"(for {video})")
+        return (torch.from_numpy(boxes[frame_indices]),
+                None if readable is None else torch.from_numpy(readable[frame_indices]))
+
+
+def collate_videos(batch: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """DataLoader ``collate_fn`` for :class:`VideoDataset`: drop skipped (None) items, stack the rest.
+
+    Adds ``"skipped"``: how many items were dropped. If every item was dropped the result is just
+    ``{"skipped": n}`` -- no ``frames`` key -- so callers must check ``"frames" in batch``.
+    """
+    items = [b for b in batch if b is not None]
+    skipped = len(batch) - len(items)
+    if not items:
+        return {"skipped": skipped}
+    shapes = {tuple(b["frames"].shape) for b in items}
+    if len(shapes) > 1:
+        raise ValueError(f"cannot batch clips of different shapes {sorted(shapes)}; "
+                         "give the dataset a transform that brings them to one frame size")
+    out = torch.utils.data.default_collate(items)
+    out["skipped"] = skipped
+    return out
+
+
+def load_clips(dataset: VideoDataset, batch_size: int = 16, num_workers: int = 0,
+               progress: bool = True) -> ClipSet:
+    """Decode a whole dataset once into a :class:`ClipSet` (in dataset order; skipped items left out).
+
+    Sampling is the dataset's (``train=False`` gives the deterministic test clips). Boxes/readable
+    are filled when the dataset yields them. Raises VideoDataError when no video could be decoded.
+    """
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                         num_workers=num_workers, collate_fn=collate_videos)
+    parts: dict[str, list[torch.Tensor]] = {"frames": [], "label": [], "boxes": [], "readable": []}
+    skipped = 0
+    with tqdm(loader, desc="decoding videos", unit="batch", disable=not progress) as bar:
+        for batch in bar:
+            skipped += batch["skipped"]
+            if skipped:
+                bar.set_postfix(skipped=skipped)
+            if "frames" not in batch:
+                continue
+            for key in parts:
+                if key in batch:
+                    parts[key].append(batch[key])
+    if skipped:
+        logger.warning("load_clips: skipped %d of %d videos of %s (see the warnings above for why)",
+                       skipped, len(dataset), dataset.list_file)
+    if not parts["frames"]:
+        raise VideoDataError(f"{dataset.list_file}: none of its {len(dataset)} videos could be decoded")
+
+    def cat(key: str) -> torch.Tensor | None:
+        if not parts[key]:
+            return None
+        if len(parts[key]) != len(parts["frames"]):
+            raise VideoDataError(f"{dataset.list_file}: '{key}' present for some videos only")
+        return torch.cat(parts[key])
+
+    return ClipSet(frames=torch.cat(parts["frames"]), labels=cat("label"),
+                   boxes=cat("boxes"), readable=cat("readable"))

@@ -1,0 +1,111 @@
+"""The patch crop x_t -> x~_t and the patch-location helpers of adafocus.backbones.crop."""
+from fractions import Fraction
+from math import floor
+
+import pytest
+import torch
+
+from adafocus.backbones import corner_centres, crop_patches, grid_corners, patch_boxes, patch_corners
+
+
+def naive_crop(frames, corners, p):
+    return torch.stack([frames[b, :, y:y + p, x:x + p] for b, (x, y) in enumerate(corners.tolist())])
+
+
+def random_corners(gen, b, h, w, p):
+    corners = torch.stack([torch.randint(0, w - p + 1, (b,), generator=gen),
+                           torch.randint(0, h - p + 1, (b,), generator=gen)], dim=1)
+    # make patches touch every border: top-left, bottom-right, top-right, bottom-left
+    borders = torch.tensor([[0, 0], [w - p, h - p], [w - p, 0], [0, h - p]])
+    corners[: min(b, 4)] = borders[: min(b, 4)]
+    return corners
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("b,c,h,w,p", [(1, 3, 8, 8, 8), (2, 1, 9, 7, 3), (5, 3, 32, 24, 16), (7, 4, 17, 31, 1)])
+def test_crop_matches_naive_slicing(dtype, b, c, h, w, p):
+    gen = torch.Generator().manual_seed(b * 1000 + h * 10 + p)
+    frames = torch.randint(0, 256, (b, c, h, w), generator=gen).to(dtype)
+    if dtype.is_floating_point:
+        frames = frames + torch.rand(frames.shape, generator=gen)
+    corners = random_corners(gen, b, h, w, p)
+    patches = crop_patches(frames, corners, p)
+    assert patches.shape == (b, c, p, p) and patches.dtype == dtype
+    assert torch.equal(patches, naive_crop(frames, corners, p))
+
+
+def test_crop_reads_x_as_column_and_y_as_row():
+    frames = torch.arange(6 * 10).view(1, 1, 6, 10)  # value = row * 10 + col
+    patch = crop_patches(frames, torch.tensor([[4, 1]]), 2)
+    assert patch[0, 0].tolist() == [[14, 15], [24, 25]]
+
+
+def test_crop_errors():
+    frames = torch.zeros(2, 3, 8, 8)
+    with pytest.raises(ValueError):
+        crop_patches(frames, torch.zeros(3, 2, dtype=torch.long), 4)  # batch mismatch
+    with pytest.raises(ValueError):
+        crop_patches(frames, torch.zeros(2, 3, dtype=torch.long), 4)  # corners not (B, 2)
+    with pytest.raises(ValueError):
+        crop_patches(frames[0], torch.zeros(2, 2, dtype=torch.long), 4)  # frames not 4-d
+    with pytest.raises(ValueError):
+        crop_patches(frames, torch.zeros(2, 2, dtype=torch.long), 9)  # patch larger than the frame
+    with pytest.raises(ValueError):
+        crop_patches(torch.zeros(1, 3, 8, 12), torch.zeros(1, 2, dtype=torch.long), 10)  # taller than H
+
+
+def test_patch_corners_clamps_inside_the_frame():
+    h, w, p = 40, 60, 16
+    centres = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [-0.5, 2.0], [3.0, -1.0], [0.5, 0.5]])
+    corners = patch_corners(centres, (h, w), p)
+    assert corners.dtype == torch.long
+    assert corners.tolist() == [[0, 0], [w - p, h - p], [0, h - p], [w - p, 0], [0, h - p], [w - p, 0],
+                                [w // 2 - p // 2, h // 2 - p // 2]]
+    many = patch_corners(torch.rand(200, 2) * 3 - 1, (h, w), p)
+    assert (many[:, 0] >= 0).all() and (many[:, 0] <= w - p).all()
+    assert (many[:, 1] >= 0).all() and (many[:, 1] <= h - p).all()
+
+
+def test_patch_corners_rejects_a_patch_larger_than_the_frame():
+    with pytest.raises(ValueError):
+        patch_corners(torch.zeros(1, 2), (32, 64), 33)
+
+
+@pytest.mark.parametrize("h,w,p", [(24, 24, 8), (20, 31, 7), (224, 224, 128)])
+def test_corner_centres_inverts_patch_corners(h, w, p):
+    xs, ys = torch.meshgrid(torch.arange(w - p + 1), torch.arange(h - p + 1), indexing="xy")
+    corners = torch.stack([xs.flatten(), ys.flatten()], dim=1)
+    centres = corner_centres(corners, (h, w), p)
+    assert ((centres >= 0) & (centres <= 1)).all()
+    assert torch.equal(patch_corners(centres, (h, w), p), corners)
+
+
+@pytest.mark.parametrize("grid", [5, 6, 7, 8])
+@pytest.mark.parametrize("h,w,p", [(224, 224, 96), (224, 224, 128), (100, 77, 30)])
+def test_grid_corners_floor_lattice_row_major(grid, h, w, p):
+    actions = torch.arange(grid * grid)
+    corners = grid_corners(actions, grid, (h, w), p)
+    assert corners.shape == (grid * grid, 2) and corners.dtype == torch.long
+    for action, (x0, y0) in zip(actions.tolist(), corners.tolist()):
+        row, col = divmod(action, grid)
+        assert x0 == floor(Fraction(col, grid - 1) * (w - p))
+        assert y0 == floor(Fraction(row, grid - 1) * (h - p))
+    assert corners[0].tolist() == [0, 0] and corners[-1].tolist() == [w - p, h - p]
+    assert corners[grid - 1].tolist() == [w - p, 0]  # end of the first row: right edge, top
+    # batched (B, T) actions keep their shape
+    assert grid_corners(actions.view(grid, grid), grid, (h, w), p).shape == (grid, grid, 2)
+
+
+def test_grid_corners_paper_setting():
+    corners = grid_corners(torch.arange(7), 7, (224, 224), 128)
+    assert corners[:, 0].tolist() == [0, 16, 32, 48, 64, 80, 96]
+
+
+def test_grid_corners_rejects_a_patch_larger_than_the_frame():
+    with pytest.raises(ValueError):
+        grid_corners(torch.arange(4), 2, (32, 32), 40)
+
+
+def test_patch_boxes():
+    boxes = patch_boxes(torch.tensor([[3, 5], [0, 0]]), 10)
+    assert boxes.tolist() == [[3.0, 5.0, 13.0, 15.0], [0.0, 0.0, 10.0, 10.0]]
