@@ -1,1 +1,19 @@
+"""Video recognition as reinforcement learning: the AdaFocus episode over frozen backbones.
 
+``gymnasium.make("adafocus.envs:AdaFocus-v0")`` builds the embedded default (synthetic videos, CPU
+preset backbones). The entry point lives in :mod:`adafocus.presets`, which knows where data lives;
+this package itself only sees tensors and networks.
+"""
+import gymnasium
+
+from .adafocus_env import AdaFocusEnv
+from .boundary import check_actions, to_host
+from .episodes import EnvConfig, FocusEpisodes, StepResult
+from .reward import REWARDS, confidence, confidence_gain
+from .vec_env import AdaFocusVecEnv
+
+if "AdaFocus-v0" not in gymnasium.registry:
+    gymnasium.register("AdaFocus-v0", entry_point="adafocus.presets:make_default_env")
+
+__all__ = ["AdaFocusEnv", "AdaFocusVecEnv", "EnvConfig", "FocusEpisodes", "REWARDS", "StepResult",
+           "check_actions", "confidence", "confidence_gain", "to_host"]

@@ -1,0 +1,27 @@
+"""pi's network on f_G features, as a stable-baselines3 features extractor shared by every algorithm."""
+from __future__ import annotations
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+
+class GlanceExtractor(BaseFeaturesExtractor):
+    """The paper's pi trunk: 1x1 conv (C -> 32) on f_G's map -> ReLU -> linear -> ReLU.
+
+    The paper's pi then runs its own GRU; here the recurrent state is f_C's, read from the ``memory``
+    observation and concatenated before the linear layer (or an LSTM on top, with ``recurrent_ppo``).
+    """
+
+    def __init__(self, observation_space: spaces.Dict, features_dim: int = 1024, conv_channels: int = 32) -> None:
+        super().__init__(observation_space, features_dim)
+        channels, h, w = observation_space["glance"].shape
+        extra = sum(int(observation_space[k].shape[0]) for k in ("memory", "progress") if k in observation_space.spaces)
+        self.conv = nn.Sequential(nn.Conv2d(channels, conv_channels, 1), nn.ReLU(inplace=True), nn.Flatten())
+        self.fuse = nn.Sequential(nn.Linear(conv_channels * h * w + extra, features_dim), nn.ReLU(inplace=True))
+        self.keys = [k for k in ("memory", "progress") if k in observation_space.spaces]
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = [self.conv(observations["glance"])] + [observations[k] for k in self.keys]
+        return self.fuse(torch.cat(parts, dim=1))

@@ -1,0 +1,74 @@
+"""AdaFocusEnv: one AdaFocus episode as a plain gymnasium.Env (a view of the batched core with N = 1)."""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torchvision.utils import draw_bounding_boxes
+
+from .boundary import check_actions, to_host
+from .episodes import FocusEpisodes
+
+
+class AdaFocusEnv(gym.Env):
+    """Video recognition as an MDP: observe f_G's features of frame t, place a patch, earn a confidence gain.
+
+    ``info`` carries the prediction, its confidence, the patch box (x0, y0, x1, y1) and the GFLOPs spent so
+    far. ``render_mode="rgb_array"`` draws the current frame with the patch (yellow) and, on synthetic
+    data, the target (green).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, episodes: FocusEpisodes, render_mode: str | None = None) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.episodes = episodes
+        self.observation_space = episodes.observation_space
+        self.action_space = episodes.action_space
+        self.render_mode = render_mode
+        self._last_corners: torch.Tensor | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        frames = self.episodes.num_frames
+        video = int(self.np_random.integers(self.episodes.num_videos))  # same draws, same order as a VecEnv slot
+        reference = self.np_random.random((frames, 2)).astype(np.float32)
+        obs = self.episodes.begin(torch.tensor([video]), torch.from_numpy(reference[None]))
+        self._last_corners = None
+        return self._single(to_host(obs)), {"video": video}
+
+    def step(self, action):
+        actions = check_actions(np.asarray(action)[None], self.action_space, 1)
+        ep = self.episodes
+        result = ep.step(torch.as_tensor(actions))
+        host = to_host({**result.observation, "reward": result.reward, "prediction": result.logits.argmax(-1),
+                        "confidence": result.confidence, "patch": ep.patch_boxes(result.corners)})
+        self._last_corners = result.corners
+        info = {"prediction": int(host["prediction"][0]), "confidence": float(host["confidence"][0]),
+                "patch": host["patch"][0], "gflops": ep.step_gmacs * ep.t, "video": int(ep.video[0])}
+        obs = self._single({key: host[key] for key in result.observation})
+        return obs, float(host["reward"][0]), result.done, False, info
+
+    @staticmethod
+    def _single(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {key: value[0] for key, value in batch.items()}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        ep = self.episodes
+        t = max(ep.t - 1, 0)
+        frame = ep.clips.frames[ep.video[0], t].cpu()
+        boxes, colors = [], []
+        if ep.clips.boxes is not None:
+            boxes.append(ep.clips.boxes[ep.video[0], t].cpu())
+            colors.append("lime")
+        if self._last_corners is not None:
+            boxes.append(ep.patch_boxes(self._last_corners)[0].cpu())
+            colors.append("yellow")
+        if boxes:
+            frame = draw_bounding_boxes(frame, torch.stack(boxes), colors=colors, width=1)
+        return frame.permute(1, 2, 0).numpy()

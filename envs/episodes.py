@@ -1,0 +1,177 @@
+"""The batched episode: N videos stepped together as tensors over frozen backbones.
+
+This is the one implementation of the AdaFocus step. :class:`~adafocus.envs.AdaFocusEnv` is a view of it
+with N = 1 and :class:`~adafocus.envs.AdaFocusVecEnv` a view with N slots; evaluation drives it directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from adafocus.backbones import AdaFocusModel, grid_corners, patch_boxes, patch_corners
+from adafocus.data.clips import ClipSet
+
+from .reward import REWARDS, confidence, confidence_gain
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """How the episode is presented to a policy.
+
+    action: ``grid`` = Discrete(grid^2) patch corners on a grid x grid lattice (the paper's ActivityNet
+        code, 7x7); ``continuous`` = Box([-1, 1]^2) mapped to the patch centre (the paper's
+        Something-Something code; what SAC and TD3 need). Continuous actions outside [-1, 1] are clipped.
+    reward: ``vs_random`` (default), ``prev`` or ``conf`` (see :mod:`adafocus.envs.reward`).
+    observe_memory: add f_C's recurrent state h_{t-1} to the observation. The paper's pi carries its own
+        GRU; here the history lives in f_C's state, which the policy reads, so any SB3 algorithm (not only
+        recurrent ones) sees a Markov observation.
+    """
+
+    action: Literal["grid", "continuous"] = "grid"
+    grid: int = 7
+    reward: str = "vs_random"
+    observe_memory: bool = True
+
+    def __post_init__(self) -> None:
+        if self.action not in ("grid", "continuous"):
+            raise ValueError(f"action must be 'grid' or 'continuous', got {self.action!r}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
+        if self.grid < 2:
+            raise ValueError(f"grid must be >= 2, got {self.grid}")
+
+
+@dataclass
+class StepResult:
+    """What one step of N episodes produced, as tensors on the backbones' device."""
+
+    observation: dict[str, torch.Tensor]
+    reward: torch.Tensor  # (N,)
+    logits: torch.Tensor  # (N, K) f_C's prediction after this step
+    confidence: torch.Tensor  # (N,) c_t on the true class
+    corners: torch.Tensor  # (N, 2) top-left of the patch taken
+    local: torch.Tensor  # (N, D_L) f_L's features of that patch
+    done: bool
+
+
+class FocusEpisodes:
+    """N AdaFocus episodes over a :class:`ClipSet`, with f_G's features computed once for every video.
+
+    At step t the observation is f_G's spatial map of frame t (``glance``), f_C's state (``memory``) and
+    t / T (``progress``); the action places a P x P patch; f_L reads the patch at full resolution and f_C
+    fuses [f_G pooled, f_L]; the reward is a confidence gain. Every episode lasts T steps.
+    """
+
+    def __init__(self, model: AdaFocusModel, clips: ClipSet, config: EnvConfig = EnvConfig(),
+                 device: torch.device | str = "cpu", step_gmacs: float = 0.0, batch_size: int = 64) -> None:
+        if tuple(clips.frame_size) != model.frame_shape:
+            raise ValueError(f"clips are {clips.frame_size[0]}x{clips.frame_size[1]} but the model expects "
+                             f"{model.frame_shape[0]}x{model.frame_shape[1]} frames")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.clips = clips.to(self.device)
+        self.config = config
+        self.step_gmacs = step_gmacs
+        self.num_frames = clips.num_frames
+        self.patch_size = model.config.patch_size
+        self.glance_maps = self._glance_all(batch_size)  # (V, T, C, h, w): f_G once per video, never per step
+        self.glance_pooled = self.glance_maps.mean(dim=(-2, -1))
+        self.observation_space, self.action_space = self._spaces()
+        self.video = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.t = 0
+
+    @torch.no_grad()
+    def _glance_all(self, batch_size: int) -> torch.Tensor:
+        chunks = [self.model.glance(self.clips.frames[i:i + batch_size]) for i in range(0, len(self.clips), batch_size)]
+        return torch.cat(chunks)
+
+    def _spaces(self) -> tuple[spaces.Dict, spaces.Space]:
+        channels, h, w = self.glance_maps.shape[2:]
+        obs = {"glance": spaces.Box(-np.inf, np.inf, (channels, h, w), np.float32),
+               "progress": spaces.Box(0.0, 1.0, (1,), np.float32)}
+        if self.config.observe_memory:
+            obs["memory"] = spaces.Box(-1.0, 1.0, (self.model.classifier.hidden_size,), np.float32)
+        if self.config.action == "grid":
+            action = spaces.Discrete(self.config.grid ** 2)
+        else:
+            action = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        return spaces.Dict(obs), action
+
+    @property
+    def num_envs(self) -> int:
+        return len(self.video)
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.clips)
+
+    # ---- actions -------------------------------------------------------------------------------
+    def corners(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions (N,) or (N, 2) -> patch top-left corners (N, 2)."""
+        if self.config.action == "grid":
+            return grid_corners(actions.long(), self.config.grid, self.model.frame_shape, self.patch_size)
+        return patch_corners((actions.float().clamp(-1, 1) + 1) / 2, self.model.frame_shape, self.patch_size)
+
+    def target_boxes(self) -> torch.Tensor:
+        """Ground-truth target boxes (N, 4) of the current frame (synthetic data only)."""
+        if self.clips.boxes is None:
+            raise ValueError("these clips have no target boxes: the oracle needs annotated (synthetic) videos")
+        return self.clips.boxes[self.video, min(self.t, self.num_frames - 1)]
+
+    # ---- episode -------------------------------------------------------------------------------
+    def observation(self) -> dict[str, torch.Tensor]:
+        t = min(self.t, self.num_frames - 1)  # the terminal observation repeats the last frame's glance
+        n = len(self.video)
+        obs = {"glance": self.glance_maps[self.video, t],
+               "progress": torch.full((n, 1), self.t / self.num_frames, device=self.device)}
+        if self.config.observe_memory:
+            obs["memory"] = self.hidden
+        return obs
+
+    def begin(self, video: torch.Tensor, reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Start N episodes on videos ``video`` (N,); ``reference`` (N, T, 2) are the random patch centres
+        the ``vs_random`` reward compares against (drawn here when not given)."""
+        self.video = video.to(self.device).long()
+        n = len(self.video)
+        if reference is None and self.config.reward == "vs_random":
+            reference = torch.rand(n, self.num_frames, 2, device=self.device)
+        self.reference = None if reference is None else reference.to(self.device, torch.float32)
+        self.labels = self.clips.labels[self.video]
+        self.hidden = torch.zeros(n, self.model.classifier.hidden_size, device=self.device)
+        self.previous = torch.full((n,), 1.0 / self.model.config.num_classes, device=self.device)
+        self.t = 0
+        return self.observation()
+
+    @torch.no_grad()
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """Advance all N episodes by one frame with the given actions (validated by the caller)."""
+        if self.t >= self.num_frames:
+            raise RuntimeError("the episodes are over: call begin() first")
+        n, t = len(self.video), self.t
+        frames = self.clips.frames[self.video, t]
+        corners = self.corners(actions.to(self.device))
+        pooled = self.glance_pooled[self.video, t]
+        hidden = self.hidden
+        if self.config.reward == "vs_random":
+            # chosen and random patch in ONE f_L / f_C pass, through the same f_C state
+            ref = patch_corners(self.reference[:, t], self.model.frame_shape, self.patch_size)
+            local = self.model.focus(frames.repeat(2, 1, 1, 1), torch.cat([corners, ref]))
+            logits2, hidden2 = self.model.classifier.step(pooled.repeat(2, 1), local, hidden.repeat(2, 1))
+            logits, self.hidden, local = logits2[:n], hidden2[:n], local[:n]
+            reference_conf = confidence(logits2[n:], self.labels)
+        else:
+            local = self.model.focus(frames, corners)
+            logits, self.hidden = self.model.classifier.step(pooled, local, hidden)
+            reference_conf = None
+        conf = confidence(logits, self.labels)
+        reward = confidence_gain(self.config.reward, conf, reference_conf, self.previous)
+        self.previous = conf
+        self.t += 1
+        return StepResult(self.observation(), reward, logits, conf, corners, local, self.t >= self.num_frames)
+
+    def patch_boxes(self, corners: torch.Tensor) -> torch.Tensor:
+        return patch_boxes(corners, self.patch_size)

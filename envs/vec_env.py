@@ -1,0 +1,89 @@
+"""AdaFocusVecEnv: N AdaFocus episodes as one stable-baselines3 VecEnv, stepped as tensors on the device."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+
+from .boundary import check_actions, to_host
+from .episodes import FocusEpisodes
+
+
+class AdaFocusVecEnv(VecEnv):
+    """N slots over one :class:`FocusEpisodes`: one f_L forward for all N patches per step.
+
+    Slot i draws its videos and its ``vs_random`` reference patches from its own generator, seeded with
+    ``seed + i`` as ``DummyVecEnv.seed`` seeds its i-th env, so it replays N single :class:`AdaFocusEnv`
+    exactly. All episodes last T steps, so all slots end together and are auto-reset together, with
+    ``terminal_observation`` and ``TimeLimit.truncated`` (False: the video ended) in their infos.
+    """
+
+    def __init__(self, episodes: FocusEpisodes, num_envs: int, seed: int = 0) -> None:
+        self.render_mode = None  # read by VecEnv.__init__ through get_attr
+        super().__init__(num_envs, episodes.observation_space, episodes.action_space)
+        self.episodes = episodes
+        self.rngs = [np.random.default_rng(seed + i) for i in range(num_envs)]
+        self.actions: np.ndarray | None = None
+
+    # ---- SB3 VecEnv API --------------------------------------------------------------------------
+    def reset(self) -> dict[str, np.ndarray]:
+        for i, seed in enumerate(self._seeds):
+            if seed is not None:
+                self.rngs[i] = np.random.default_rng(seed)
+        self._reset_seeds()
+        self._reset_options()
+        return to_host(self._begin())
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.actions = check_actions(actions, self.action_space, self.num_envs)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        ep = self.episodes
+        result = ep.step(torch.as_tensor(self.actions))
+        host = to_host({**result.observation, "reward": result.reward, "prediction": result.logits.argmax(-1),
+                        "confidence": result.confidence, "patch": ep.patch_boxes(result.corners)})
+        obs = {key: host[key] for key in result.observation}
+        gflops = ep.step_gmacs * ep.t
+        infos = [{"prediction": int(host["prediction"][i]), "confidence": float(host["confidence"][i]),
+                  "patch": host["patch"][i], "gflops": gflops, "video": int(ep.video[i])}
+                 for i in range(self.num_envs)]
+        dones = np.full(self.num_envs, result.done)
+        if result.done:
+            for i, info in enumerate(infos):
+                info["terminal_observation"] = {key: value[i] for key, value in obs.items()}
+                info["TimeLimit.truncated"] = False
+            obs = to_host(self._begin())
+        return obs, host["reward"].astype(np.float32), dones, infos
+
+    def _begin(self) -> dict[str, torch.Tensor]:
+        """New videos and reference patches for every slot, each from its own generator."""
+        frames = self.episodes.num_frames
+        video = [int(rng.integers(self.episodes.num_videos)) for rng in self.rngs]
+        reference = np.stack([rng.random((frames, 2)) for rng in self.rngs]).astype(np.float32)
+        return self.episodes.begin(torch.tensor(video), torch.from_numpy(reference))
+
+    def close(self) -> None:
+        pass
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [None] * self.num_envs
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
+                   **method_kwargs: Any) -> list[Any]:
+        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
+
+    def _get_indices(self, indices: VecEnvIndices) -> Iterable[int]:
+        if indices is None:
+            return range(self.num_envs)
+        return [indices] if isinstance(indices, int) else list(indices)
