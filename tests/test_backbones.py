@@ -8,16 +8,6 @@ from adafocus.backbones import (AdaFocusModel, Encoder, EncoderSpec, ModelConfig
                                 imagenet_weights_path)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny CPU workloads: one intra-op thread. On a small box shared with other jobs, OpenMP threads
-    spin-wait for each other and these tests run ~5x slower with the default thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("arch,blocks", [("mobilenet_v2", None), ("mobilenet_v3_small", None),
                                          ("mobilenet_v3_small", 4), ("resnet18", None),
                                          ("shufflenet_v2_x0_5", None), ("efficientnet_b0", None),

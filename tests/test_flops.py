@@ -18,16 +18,6 @@ SCRIPT = ROOT / "experiments" / "flops.py"
 PAPER_VIDEO_GFLOPS = {96: 17.6, 128: 27.0, 160: 39.0}  # T = 16, f_G + f_L + pi + f_C
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny CPU workloads: one intra-op thread. On a small box shared with other jobs, OpenMP threads
-    spin-wait for each other and these tests run ~5x slower with the default thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def paper_model(patch: int) -> AdaFocusModel:
     return AdaFocusModel(ModelConfig(EncoderSpec("mobilenet_v2"), EncoderSpec("resnet50"), patch_size=patch))
 

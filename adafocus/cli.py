@@ -1,0 +1,152 @@
+"""Command lines generated from the config dataclasses: one source of truth for every default.
+
+``--preset NAME`` picks the starting config; every leaf field is then an option named by its path,
+e.g. ``--stage1.epochs 5`` or ``--model.patch_size 96``; the common ones also have short aliases.
+"""
+from __future__ import annotations
+
+import argparse
+import typing
+from dataclasses import fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+from .config import PRESETS, RunConfig, preset, to_dict
+
+ALIASES = {
+    "--train-list": "data.train_list", "--val-list": "data.val_list", "--data-root": "data.data_root",
+    "--annotation-root": "data.annotation_root", "--decoder": "data.decoder", "--frames": "data.frames",
+    "--skip-corrupt": "data.skip_corrupt", "--workers": "data.workers",
+    "--patch": "model.patch_size", "--global-size": "model.global_size", "--num-classes": "model.num_classes",
+    "--algo": "policy.algo", "--total-timesteps": "policy.total_timesteps", "--n-envs": "policy.n_envs",
+    "--device": "device", "--seed": "seed",
+}
+
+
+def _leaves(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            yield from _leaves(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", value, hints[f.name]
+
+
+def _parser_for(hint: Any, default: Any):
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args else hint
+    if base is bool:
+        def parse_bool(text: str) -> bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+        return parse_bool
+    if base in (int, float, str):
+        if type(None) in typing.get_args(hint):
+            return lambda text: None if text.lower() == "none" else base(text)
+        return base
+    return str
+
+
+def build_parser(description: str, config: RunConfig) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--preset", default=config.preset, choices=sorted(PRESETS), help="starting configuration")
+    parser.add_argument("--config", help="a config.json written by an earlier run (applied before other options)")
+    aliases = {path: alias for alias, path in ALIASES.items()}
+    for path, value, hint in _leaves(config):
+        if path == "preset":  # chosen by --preset above
+            continue
+        names = [f"--{path}"] + ([aliases[path]] if path in aliases else [])
+        parser.add_argument(*names, dest=path, type=_parser_for(hint, value), default=None,
+                            metavar=type(value).__name__.upper() if value is not None else "VALUE",
+                            help=f"(preset: {value})")
+    return parser
+
+
+def _set(config: Any, path: str, value: Any) -> Any:
+    head, _, rest = path.partition(".")
+    if not rest:
+        return replace(config, **{head: value})
+    return replace(config, **{head: _set(getattr(config, head), rest, value)})
+
+
+def parse_config(description: str, argv: list[str] | None = None,
+                 extra: typing.Callable[[argparse.ArgumentParser], None] | None = None) -> tuple[RunConfig, argparse.Namespace]:
+    """Parse ``--preset`` first, then every field override; returns the config and the raw namespace."""
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--preset", default="synthetic")
+    first.add_argument("--config")
+    known, _ = first.parse_known_args(argv)
+    if known.config:
+        import json
+
+        from .config import from_dict
+        config = from_dict(RunConfig, json.loads(open(known.config).read()))
+    else:
+        config = preset(known.preset)
+    parser = build_parser(description, config)
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args(argv)
+    for path, _, _ in _leaves(config):
+        value = getattr(args, path, None)
+        if value is not None:
+            config = _set(config, path, value)
+    if config.data.train_list is None and config.preset != "synthetic" and not known.config:
+        parser.error(f"preset {config.preset!r} trains on real data: give --train-list and --val-list")
+    return config, args
+
+
+def stage_main(stage: str, description: str, argv: list[str] | None = None) -> Path:
+    """The command line of one supervised stage (warm-up, stage I or stage III); prints the last metrics."""
+    import json
+
+    from .pipeline import run_supervised
+    from .training import setup_environment
+
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--out", help="run folder (default: runs/<preset>); the stage writes <out>/<stage>/")
+        parser.add_argument("--init", help="checkpoint of the previous stage to start from "
+                            "(default: <out>/warmup or <out>/stage1 checkpoint when present)")
+        parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming <out>/<stage>")
+        parser.add_argument("--no-progress", action="store_true")
+        if stage == "stage3":
+            parser.add_argument("--policy", help="the learned policy (default: <out>/policy/policy.zip)")
+
+    config, args = parse_config(description, argv, extra)
+    out = Path(args.out or f"runs/{config.preset}")
+    previous = {"warmup": None, "stage1": "warmup", "stage3": "stage1"}[stage]
+    init = Path(args.init) if args.init else None
+    if init is None and previous is not None and (out / previous / "checkpoint.pt").is_file():
+        init = out / previous / "checkpoint.pt"
+    policy = None
+    if stage == "stage3":
+        policy = Path(args.policy) if args.policy else out / "policy" / "policy.zip"
+    env = setup_environment(config.device)
+    path = run_supervised(config, stage, out, init=init, policy=policy, resume=not args.no_resume,
+                          progress=not args.no_progress, env=env)
+    if env.is_main:
+        metrics = json.loads((path.parent / "metrics.json").read_text())
+        print(json.dumps({"stage": stage, "checkpoint": str(path), **metrics}))
+    return path
+
+
+def print_results(results: dict[str, Any], written: dict[str, list[Path]], title: str) -> None:
+    """The per-policy table (top-1, mAP, GFLOPs per video, focus hit rate, throughput) and the files written."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("policy", "top1", "mAP", "gflops_per_video", "hit_rate", "iou", "videos/s"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
+    for name, r in results["policies"].items():
+        table.add_row(name, fmt(r["top1"]), fmt(r["mAP"]), f"{r['gflops_per_video']:.4f}", fmt(r["hit_rate"]),
+                      fmt(r["mean_iou"]), f"{r['videos_per_second']:.0f}")
+    console = Console(width=120)
+    console.print(table)
+    for kind, paths in written.items():
+        console.print(f"{kind}: " + ", ".join(str(p) for p in paths), soft_wrap=True)

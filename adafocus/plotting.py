@@ -1,0 +1,147 @@
+"""Pictures of a run: accuracy vs GFLOPs, focus trajectories, learning curves. PNG and SVG, matplotlib."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on training machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+# Okabe-Ito: distinguishable under the common colour-vision deficiencies
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+STYLE = {"learned": ("#0072B2", "o"), "random": ("#E69F00", "s"), "center": ("#009E73", "^"),
+         "oracle": ("#CC79A7", "D"), "global_only": ("#000000", "x"), "full_frame": ("#D55E00", "*")}
+
+
+def _save(fig: plt.Figure, path: Path) -> list[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in (".png", ".svg"):
+        target = path.with_suffix(suffix)
+        fig.savefig(target, dpi=150, bbox_inches="tight")
+        written.append(target)
+    plt.close(fig)
+    return written
+
+
+def plot_budget_curves(policies: dict[str, dict[str, Any]], path: Path, title: str = "") -> list[Path]:
+    """Top-1 vs GFLOPs per video: each policy's early-exit curve, single-point baselines as markers."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, (name, result) in enumerate(policies.items()):
+        color, marker = STYLE.get(name, (PALETTE[i % len(PALETTE)], "o"))
+        curve = result.get("curve") or []
+        if len(curve) > 1:
+            ax.plot([p["gflops_per_video"] for p in curve], [100 * p["top1"] for p in curve], color=color,
+                    marker=marker, markersize=3, linewidth=1.5, label=f"{name} (early exit)")
+        ax.scatter([result["gflops_per_video"]], [100 * result["top1"]], color=color, marker=marker, s=60,
+                   zorder=3, linewidth=1.5, label=None if len(curve) > 1 else name)
+    ax.set_xlabel("GFLOPs per video (multiply-accumulates)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title or "Accuracy vs compute")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def plot_trajectories(frames: torch.Tensor, corners: torch.Tensor, patch_size: int, logits: torch.Tensor,
+                      labels: torch.Tensor, path: Path, boxes: torch.Tensor | None = None,
+                      class_names: list[str] | None = None) -> list[Path]:
+    """One row per video: every frame with pi's patch (blue) and the target (green, synthetic), the
+    step's prediction and confidence underneath; a last panel with the path of patch centres."""
+    v, t = frames.shape[:2]
+    fig, axes = plt.subplots(v, t + 1, figsize=(1.5 * (t + 1), 1.75 * v), squeeze=False)
+    probs = logits.float().softmax(-1)
+    name = (lambda k: class_names[k]) if class_names else str
+    for i in range(v):
+        for s in range(t):
+            ax = axes[i, s]
+            ax.imshow(frames[i, s].permute(1, 2, 0).cpu().numpy())
+            if boxes is not None:
+                x0, y0, x1, y1 = boxes[i, s].tolist()
+                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="#009E73", linewidth=1.2))
+            x, y = corners[i, s].tolist()
+            ax.add_patch(plt.Rectangle((x, y), patch_size, patch_size, fill=False, color="#0072B2", linewidth=1.5))
+            k = int(probs[i, s].argmax())
+            ok = k == int(labels[i])
+            ax.set_title(f"t={s}: {name(k)} {probs[i, s, k]:.2f}", fontsize=6, color="black" if ok else "#D55E00")
+            ax.axis("off")
+        ax = axes[i, t]
+        ax.imshow(frames[i, -1].permute(1, 2, 0).cpu().numpy(), alpha=0.6)
+        centres = corners[i].float().cpu().numpy() + patch_size / 2
+        ax.plot(centres[:, 0], centres[:, 1], "-o", color="#0072B2", markersize=2.5, linewidth=1)
+        if boxes is not None:
+            target = ((boxes[i, :, :2] + boxes[i, :, 2:]) / 2).cpu().numpy()
+            ax.plot(target[:, 0], target[:, 1], "--", color="#009E73", linewidth=1)
+        ax.set_title(f"path (label {name(int(labels[i]))})", fontsize=6)
+        ax.axis("off")
+    fig.suptitle("Focus trajectories: patch (blue), target (green); red title = wrong prediction", fontsize=8)
+    return _save(fig, path)
+
+
+def save_gif(frames: torch.Tensor, corners: torch.Tensor, patch_size: int, path: Path,
+             boxes: torch.Tensor | None = None, scale: int = 3) -> Path:
+    """An animated GIF of one episode: (T, 3, H, W) frames with the patch drawn at every step."""
+    from PIL import Image, ImageDraw
+
+    images = []
+    for s in range(frames.shape[0]):
+        image = Image.fromarray(frames[s].permute(1, 2, 0).cpu().numpy()).resize(
+            (frames.shape[-1] * scale, frames.shape[-2] * scale), Image.NEAREST)
+        draw = ImageDraw.Draw(image)
+        if boxes is not None:
+            draw.rectangle([c * scale for c in boxes[s].tolist()], outline=(0, 158, 115), width=2)
+        x, y = (c * scale for c in corners[s].tolist())
+        draw.rectangle([x, y, x + patch_size * scale, y + patch_size * scale], outline=(0, 114, 178), width=3)
+        images.append(image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=400, loop=0)
+    return path
+
+
+def plot_focus_heatmaps(maps: dict[str, np.ndarray], path: Path) -> list[Path]:
+    """Where each policy looks on average: histograms of patch centres over a validation set."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.0), squeeze=False)
+    for ax, (name, heat) in zip(axes[0], maps.items()):
+        im = ax.imshow(heat, cmap="viridis", origin="upper")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of steps")
+    return _save(fig, path)
+
+
+def plot_learning_curves(logs: dict[str, Path], path: Path) -> list[Path]:
+    """Validation top-1 of each supervised stage (log.csv) and PPO's reward / train accuracy (progress.csv)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, (name, log) in enumerate(logs.items()):
+        if not log.is_file():
+            continue
+        rows = list(csv.DictReader(log.open()))
+        if not rows:
+            continue
+        color = PALETTE[i % len(PALETTE)]
+        if "top1" in rows[0]:
+            axes[0].plot([int(r["epoch"]) for r in rows], [100 * float(r["top1"]) for r in rows], "-o", color=color,
+                         markersize=3, label=name)
+        else:
+            steps = [float(r["time/total_timesteps"]) for r in rows if r.get("rollout/ep_rew_mean")]
+            reward = [float(r["rollout/ep_rew_mean"]) for r in rows if r.get("rollout/ep_rew_mean")]
+            axes[1].plot(steps, reward, color=color, label=f"{name}: episode reward")
+            acc = [(float(r["time/total_timesteps"]), float(r["rollout/train_top1"])) for r in rows
+                   if r.get("rollout/train_top1")]
+            if acc:
+                twin = axes[1].twinx()
+                twin.plot(*zip(*acc), color=PALETTE[(i + 1) % len(PALETTE)], linestyle="--", label="train top-1")
+                twin.set_ylabel("train top-1")
+                twin.legend(fontsize=8, loc="lower right")
+    axes[0].set(xlabel="epoch", ylabel="validation top-1 (%)", title="Supervised stages")
+    axes[1].set(xlabel="environment steps", ylabel="episode reward", title="Stage II (RL)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)

@@ -1,0 +1,59 @@
+"""From a run config to data: the synthetic benchmark or a real video list, as datasets or clip tensors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from adafocus.data.clips import ClipSet
+from adafocus.data.synthetic import generate
+from adafocus.data.transforms import video_transform
+from adafocus.data.video import VideoDataset, load_clips
+
+from .config import RunConfig
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    train_list: Path
+    val_list: Path
+    data_root: Path | None
+    annotation_root: Path | None
+
+
+def data_paths(config: RunConfig, progress: bool = True) -> DataPaths:
+    """The run's lists; with no ``--train-list``, the synthetic benchmark, generated on first use."""
+    data = config.data
+    if data.train_list is None:
+        if config.model.num_classes != data.synthetic.num_classes:
+            raise ValueError(f"--model.num_classes {config.model.num_classes} differs from the synthetic "
+                             f"benchmark's {data.synthetic.num_classes} classes")
+        if config.model.frame_size != data.synthetic.frame_size:
+            raise ValueError(f"--model.frame_size {config.model.frame_size} differs from the synthetic "
+                             f"benchmark's {data.synthetic.frame_size}")
+        syn = generate(data.synthetic, progress=progress)
+        return DataPaths(syn.train_list, syn.val_list, syn.root, syn.annotation_root)
+    if data.val_list is None:
+        raise ValueError("--train-list needs a --val-list too")
+    optional = lambda p: Path(p) if p else None  # noqa: E731
+    return DataPaths(Path(data.train_list), Path(data.val_list), optional(data.data_root), optional(data.annotation_root))
+
+
+def video_dataset(config: RunConfig, paths: DataPaths, split: str, train: bool,
+                  frames: int | None = None, cache: bool | None = None) -> VideoDataset:
+    """The shared VideoDataset for ``split`` ("train" or "val"); ``train`` picks random sampling and augmentation;
+    ``frames`` overrides the number of sampled frames T, ``cache`` the data config's ``cache_videos``."""
+    data = config.data
+    transform = None
+    if data.augment or data.train_list is not None:
+        transform = video_transform(train=train and data.augment, frame_size=config.model.frame_size, flip=data.flip)
+    return VideoDataset(paths.train_list if split == "train" else paths.val_list, paths.data_root,
+                        num_frames=frames or data.frames, train=train, num_classes=config.model.num_classes,
+                        decoder=data.decoder, list_format=data.list_format, image_template=data.image_template,
+                        annotation_root=paths.annotation_root, transform=transform,
+                        skip_corrupt=data.skip_corrupt, seed=config.seed, cache_videos=data.cache_videos if cache is None else cache)
+
+
+def clip_set(config: RunConfig, paths: DataPaths, split: str, progress: bool = True) -> ClipSet:
+    """Decode a split once into tensors (test-mode sampling): what stage II, stage III and evaluation use."""
+    dataset = video_dataset(config, paths, split, train=False, cache=False)  # decoded once here anyway
+    return load_clips(dataset, num_workers=config.data.workers, progress=progress)

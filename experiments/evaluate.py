@@ -1,0 +1,44 @@
+"""Evaluate a trained run on a validation list: every policy's top-1, mAP, GFLOPs, videos/s, focus hits
+and early-exit curve, written to <run>/evaluation/results.json with the accuracy-vs-GFLOPs plot.
+
+    python experiments/evaluate.py --run runs/synthetic
+    python experiments/evaluate.py --run runs/my_run --val-list other_val.txt --checkpoint x.pt --policy p.zip
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from adafocus.cli import print_results
+from adafocus.pipeline import evaluate_run, open_run, write_report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="run folder written by train_policy.py")
+    parser.add_argument("--checkpoint", help="model checkpoint (default: the run's stage III, else stage I)")
+    parser.add_argument("--policy", help="learned policy (default: <run>/policy/policy.zip when present)")
+    parser.add_argument("--val-list", help="evaluate on another list (same format and classes)")
+    parser.add_argument("--split", default="val", choices=["train", "val"])
+    parser.add_argument("--device", help="override the run's device (auto, cpu, cuda)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", help="output folder (default: <run>/evaluation)")
+    args = parser.parse_args()
+
+    run = open_run(Path(args.run))
+    config = run.config
+    if args.val_list:
+        config = replace(config, data=replace(config.data, val_list=args.val_list))
+    if args.device:
+        config = replace(config, device=args.device)
+    evaluation = evaluate_run(config, Path(args.checkpoint) if args.checkpoint else run.checkpoint,
+                              Path(args.policy) if args.policy else run.policy, args.split,
+                              batch_size=args.batch_size, full_frame=run.warmup)
+    written = write_report(evaluation, Path(args.out) if args.out else Path(args.run) / "evaluation", config,
+                           run=Path(args.run))
+    print_results(evaluation.results, written, f"{args.run} on {args.split} ({evaluation.results['videos']} videos)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Pictures of a trained run: focus trajectories of chosen videos (strip, path, GIF), where each policy looks
+on average (heatmaps of patch centres, learned against random), accuracy vs GFLOPs, learning curves.
+
+    python experiments/visualize.py --run runs/synthetic --videos 0 5 9
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from adafocus.pipeline import evaluate_run, open_run, write_report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="run folder written by train_policy.py")
+    parser.add_argument("--videos", type=int, nargs="+", default=[0, 1, 2, 3], help="validation video indices")
+    parser.add_argument("--out", help="output folder (default: <run>/pictures)")
+    args = parser.parse_args()
+    run = open_run(Path(args.run))
+    evaluation = evaluate_run(run.config, run.checkpoint, run.policy, full_frame=run.warmup)
+    written = write_report(evaluation, Path(args.out) if args.out else Path(args.run) / "pictures", run.config,
+                           videos=args.videos, run=Path(args.run))
+    for kind, paths in written.items():
+        print(f"{kind}: " + ", ".join(str(p) for p in paths))
+
+
+if __name__ == "__main__":
+    main()

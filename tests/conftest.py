@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny AdaFocus networks and clip sets that build in a fraction of a second on a CPU.
+
+The tiny model has the synthetic preset's architecture (MobileNet-V3-small cut after 4 blocks for f_G,
+ResNet-18 for f_L) at toy sizes: 64x64 frames, f_G on 32x32 (a 24x4x4 map), 24x24 patches, 5 classes.
+The module-scoped fixtures are shared by the tests of one module: do not train or modify them in place
+(FocusEpisodes puts the model in eval mode and freezes it, which is harmless to share).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adafocus.backbones import AdaFocusModel, EncoderSpec, ModelConfig
+from adafocus.data.clips import ClipSet
+
+TINY_CLASSES = 5
+TINY_FRAMES = 4
+TINY_FRAME_SIZE = 64
+TINY_TARGET = 16  # side of the target box in tiny_clips
+
+
+def tiny_model_config() -> ModelConfig:
+    return ModelConfig(global_encoder=EncoderSpec("mobilenet_v3_small", None, blocks=4),
+                       local_encoder=EncoderSpec("resnet18", None), num_classes=TINY_CLASSES,
+                       frame_size=TINY_FRAME_SIZE, global_size=32, patch_size=24, hidden_size=16, dropout=0.0)
+
+
+def random_clips(videos: int = 6, frames: int = TINY_FRAMES, size: int = TINY_FRAME_SIZE,
+                 classes: int = TINY_CLASSES, target: int = TINY_TARGET, seed: int = 0) -> ClipSet:
+    """Random uint8 videos with a random target box (side ``target``) per frame and labels in [0, classes)."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (videos, frames, 3, size, size), generator=generator, dtype=torch.uint8)
+    labels = torch.randint(0, classes, (videos,), generator=generator)
+    corners = torch.randint(0, size - target + 1, (videos, frames, 2), generator=generator).float()
+    boxes = torch.cat([corners, corners + target], dim=-1)
+    return ClipSet(pixels, labels, boxes)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny CPU workloads: one intra-op thread. On a small box shared with other jobs, OpenMP threads
+    spin-wait for each other and tiny forwards run several times slower with the default thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> AdaFocusModel:
+    """A randomly initialised (seed 0) tiny AdaFocusModel in eval mode, dropout 0: deterministic."""
+    torch.manual_seed(0)
+    return AdaFocusModel(tiny_model_config()).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_clips() -> ClipSet:
+    """6 random videos of T = 4 frames at 64x64, with 16x16 target boxes and labels in [0, 5)."""
+    return random_clips()

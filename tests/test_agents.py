@@ -1,0 +1,317 @@
+"""Focus policies: every SB3 algorithm on the VecEnv, SB3Agent, save/load, the baselines, costs, extractor."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from adafocus.agents import (CenterAgent, FocusAgent, GlanceExtractor, OracleAgent, RandomAgent, SB3Agent,
+                             action_kind, load_agent, make_algorithm, policy_gmacs, resolve_algorithm, save_agent)
+from adafocus.backbones import grid_corners
+from adafocus.config import PolicyConfig
+from adafocus.data.clips import ClipSet
+from adafocus.envs import AdaFocusVecEnv, EnvConfig, FocusEpisodes
+
+
+N_ENVS = 4
+# T = 4, 4 slots: 16 timesteps per round of videos. Off-policy learning starts after 10 rounds (160),
+# so these totals give 8 to 24 gradient steps (QR-DQN's 200-quantile loss on batches of 256 is the slow one).
+TIMESTEPS = {"ppo": 192, "a2c": 192, "recurrent_ppo": 192, "dqn": 256, "qrdqn": 192, "sac": 256, "td3": 256}
+
+
+def small_policy(algo: str = "ppo") -> PolicyConfig:
+    return PolicyConfig(algo=algo, n_envs=N_ENVS, videos_per_update=N_ENVS, features_dim=32, learning_rate=1e-3)
+
+
+def make_vec(model, clips, action: str = "grid", n: int = N_ENVS, seed: int = 0, **config) -> AdaFocusVecEnv:
+    return AdaFocusVecEnv(FocusEpisodes(model, clips, EnvConfig(action=action, **config)), n, seed=seed)
+
+
+def build(algo: str, model, clips, **config) -> tuple[BaseAlgorithm, AdaFocusVecEnv]:
+    env = make_vec(model, clips, action_kind(algo), **config)
+    return make_algorithm(algo, env, small_policy(algo), clips.num_frames, seed=0, device="cpu"), env
+
+
+def as_tensors(obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(v) for k, v in obs.items()}
+
+
+def check_actions(actions: torch.Tensor, space: spaces.Space, n: int) -> None:
+    if isinstance(space, spaces.Discrete):
+        assert actions.shape == (n,) and actions.dtype == torch.int64
+        assert actions.min() >= 0 and actions.max() < space.n
+    else:
+        assert actions.shape == (n, 2) and actions.dtype == torch.float32
+        assert actions.abs().max() <= 1.0
+
+
+# ---- every algorithm learns on the tiny VecEnv -------------------------------------------------------
+@pytest.mark.parametrize("algo", list(TIMESTEPS))
+def test_algorithm_learns_and_acts(tiny_model, tiny_clips, algo):
+    model, env = build(algo, tiny_model, tiny_clips)
+    assert isinstance(env.action_space, spaces.Discrete if algo not in ("sac", "td3") else spaces.Box)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(TIMESTEPS[algo])
+    assert model.num_timesteps >= TIMESTEPS[algo]
+    assert model._n_updates > 0  # gradient steps really happened ...
+    after = list(model.policy.parameters())
+    assert any(not torch.equal(b, a) for b, a in zip(before, after))  # ... and moved pi
+
+    agent = SB3Agent(model)
+    assert isinstance(agent, FocusAgent)
+    obs = env.reset()
+    tensors = as_tensors(obs)
+    agent.reset(N_ENVS)
+    actions = agent.act(tensors, deterministic=True)
+    check_actions(actions, env.action_space, N_ENVS)
+    assert actions.device == tensors["glance"].device
+    check_actions(agent.act(tensors, deterministic=False), env.action_space, N_ENVS)
+    env.step(actions.numpy())  # the env accepts them
+
+    predicted, state = agent.predict(obs, deterministic=True)
+    assert predicted.shape == tuple(actions.shape)
+    assert env.action_space.contains(predicted[0])
+    if agent.recurrent:
+        assert state is not None
+    else:  # the same actions as SB3's predict (which unscales Box actions from [-1, 1]: float rounding)
+        np.testing.assert_allclose(actions.numpy(), predicted, rtol=0, atol=1e-6)
+
+
+def test_recurrent_agent_carries_and_resets_its_state(tiny_model, tiny_clips):
+    model, env = build("recurrent_ppo", tiny_model, tiny_clips)
+    agent = SB3Agent(model)
+    assert agent.recurrent
+    obs = as_tensors(env.reset())
+    agent.reset(N_ENVS)
+    first = agent.act(obs)
+    state = agent.state
+    assert state is not None and state[0].shape == (1, N_ENVS, model.policy.lstm_actor.hidden_size)
+    agent.act(obs)
+    assert not torch.equal(agent.state[0], state[0])  # the LSTM moved on
+    agent.reset(N_ENVS)
+    assert agent.state is None
+    torch.testing.assert_close(agent.act(obs), first)  # a fresh episode acts as the first time
+    # SB3's own predict with a fresh state agrees with act from a reset agent
+    predicted, _ = model.predict({k: v.numpy() for k, v in obs.items()}, state=None,
+                                 episode_start=np.ones(N_ENVS, bool), deterministic=True)
+    np.testing.assert_array_equal(predicted, first.numpy())
+    agent.act({k: v[:2] for k, v in obs.items()})  # another batch size starts a new state
+    assert agent.state[0].shape[1] == 2
+
+
+def test_on_policy_rollouts_are_whole_videos(tiny_model, tiny_clips):
+    model, _ = build("ppo", tiny_model, tiny_clips)
+    # videos_per_update * T / n_envs steps per slot, one minibatch of all of them
+    assert model.n_steps == N_ENVS * tiny_clips.num_frames // N_ENVS
+    assert model.batch_size == model.n_steps * N_ENVS
+    assert model.gamma == small_policy().gamma
+
+
+def test_extractor_without_memory_trains(tiny_model, tiny_clips):
+    model, env = build("ppo", tiny_model, tiny_clips, observe_memory=False)
+    assert "memory" not in env.observation_space.spaces
+    model.learn(32)
+    check_actions(SB3Agent(model).act(as_tensors(env.reset())), env.action_space, N_ENVS)
+
+
+# ---- algorithm names and action kinds --------------------------------------------------------------
+def test_resolve_algorithm():
+    assert resolve_algorithm("stable_baselines3:PPO") is PPO
+    assert resolve_algorithm("ppo") is PPO and resolve_algorithm("PPO") is PPO
+    from sb3_contrib import QRDQN
+    assert resolve_algorithm("qrdqn") is QRDQN
+    for bad in ("no_such_algo", "stable_baselines3:NoSuchClass", "no_such_module_xyz:PPO",
+                "torch.nn:Linear", "stable_baselines3.common.vec_env:DummyVecEnv"):
+        with pytest.raises(ValueError, match=r"\S"):
+            resolve_algorithm(bad)
+
+
+def test_action_kind():
+    assert action_kind("sac") == "continuous" and action_kind("td3") == "continuous"
+    assert action_kind("stable_baselines3:SAC") == "continuous"
+    assert action_kind("ppo") == "grid" and action_kind("dqn") == "grid"
+    assert action_kind("ppo", "continuous") == "continuous"
+    assert action_kind("sac", "continuous") == "continuous"
+    with pytest.raises(ValueError):
+        action_kind("sac", "grid")
+    with pytest.raises(ValueError):
+        action_kind("dqn", "continuous")
+    with pytest.raises(ValueError):
+        action_kind("qrdqn", "continuous")
+
+
+# ---- save / load ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_save_load_roundtrip(tiny_model, tiny_clips, tmp_path, algo):
+    model, env = build(algo, tiny_model, tiny_clips)
+    with torch.no_grad():  # weights a freshly seeded model would not have
+        generator = torch.Generator().manual_seed(1)
+        for p in model.policy.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=generator))
+    path = tmp_path / "policy" / "policy.zip"
+    path.parent.mkdir()
+    config = {"policy": {"algo": algo}, "env": {"action": action_kind(algo)}}
+    save_agent(model, path, config)
+    assert path.is_file()
+    assert json.loads(path.with_suffix(".json").read_text()) == config
+
+    loaded = load_agent(path, algo, device="cpu")
+    assert isinstance(loaded, SB3Agent)
+    obs = env.reset()
+    for _ in range(3):
+        tensors = as_tensors(obs)
+        expected = SB3Agent(model).act(tensors, deterministic=True)
+        torch.testing.assert_close(loaded.act(tensors, deterministic=True), expected, rtol=0, atol=0)
+        obs, *_ = env.step(expected.numpy())
+    with pytest.raises(FileNotFoundError):
+        load_agent(tmp_path / "missing.zip", algo)
+
+
+# ---- baselines -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("action", ["grid", "continuous"])
+def test_random_agent(tiny_model, tiny_clips, action):
+    env = make_vec(tiny_model, tiny_clips, action)
+    obs = as_tensors(env.reset())
+    sequences = []
+    for seed in (0, 0, 1):
+        agent = RandomAgent(env.action_space, seed=seed)
+        sequences.append(torch.stack([agent.act(obs) for _ in range(5)]))
+        check_actions(sequences[-1][0], env.action_space, N_ENVS)
+    torch.testing.assert_close(sequences[0], sequences[1])
+    assert not torch.equal(sequences[0], sequences[2])
+    many = torch.cat(list(sequences[0]))
+    if action == "grid":
+        assert len(many.unique()) > 5  # spread over the grid
+    else:
+        assert many.min() < -0.5 and many.max() > 0.5
+
+
+def test_center_agent(tiny_model, tiny_clips):
+    grid_env = make_vec(tiny_model, tiny_clips, "grid")
+    obs = as_tensors(grid_env.reset())
+    actions = CenterAgent(grid_env.action_space).act(obs)
+    check_actions(actions, grid_env.action_space, N_ENVS)
+    assert actions.tolist() == [24] * N_ENVS
+    corners = grid_env.episodes.corners(actions)
+    assert corners.tolist() == [[20, 20]] * N_ENVS  # (64 - 24) / 2: centred in the frame
+    lattice = grid_env.episodes.corners(torch.arange(49)).float()
+    centre = torch.tensor([20.0, 20.0])
+    assert (lattice - centre).norm(dim=1).argmin() == 24  # the centre-most cell of the lattice
+
+    box_env = make_vec(tiny_model, tiny_clips, "continuous")
+    actions = CenterAgent(box_env.action_space).act(as_tensors(box_env.reset()))
+    check_actions(actions, box_env.action_space, N_ENVS)
+    assert box_env.episodes.corners(actions).tolist() == [[20, 20]] * N_ENVS
+
+
+def hand_made_clips() -> ClipSet:
+    """Two videos of T = 4 whose target boxes (16 px) move; corners chosen by hand."""
+    corners = torch.tensor([[[40.0, 8.0], [2.0, 44.0], [24.0, 24.0], [46.0, 46.0]],
+                            [[0.0, 0.0], [10.0, 30.0], [30.0, 10.0], [47.0, 3.0]]])
+    boxes = torch.cat([corners, corners + 16], dim=-1)
+    frames = torch.zeros(2, 4, 3, 64, 64, dtype=torch.uint8)
+    return ClipSet(frames, torch.tensor([1, 3]), boxes)
+
+
+def test_oracle_agent_on_the_grid(tiny_model):
+    clips = hand_made_clips()
+    episodes = FocusEpisodes(tiny_model, clips, EnvConfig(action="grid", reward="conf"))
+    agent = OracleAgent(episodes)
+    obs = episodes.begin(torch.tensor([0, 1]))
+    lattice = grid_corners(torch.arange(49), 7, (64, 64), 24).float()  # (49, 2) x0, y0
+    for t in range(clips.num_frames):
+        actions = agent.act(obs)
+        check_actions(actions, episodes.action_space, 2)
+        centres = (clips.boxes[:, t, :2] + clips.boxes[:, t, 2:]) / 2
+        for i in range(2):
+            x0, y0 = lattice[actions[i]]
+            # the cell's patch contains the target centre, and is the cell centred nearest to it
+            assert x0 <= centres[i, 0] <= x0 + 24 and y0 <= centres[i, 1] <= y0 + 24
+            assert actions[i] == ((lattice + 12) - centres[i]).norm(dim=1).argmin()
+        obs = episodes.step(actions).observation
+    # the hand-made case of frame 2 of video 0: target centre (32, 32) -> the middle cell
+    episodes.begin(torch.tensor([0]))
+    episodes.t = 2
+    assert agent.act(episodes.observation()).tolist() == [24]
+
+
+def test_oracle_agent_continuous(tiny_model):
+    clips = hand_made_clips()
+    episodes = FocusEpisodes(tiny_model, clips, EnvConfig(action="continuous", reward="conf"))
+    agent = OracleAgent(episodes)
+    obs = episodes.begin(torch.tensor([1, 0]))
+    for t in range(clips.num_frames):
+        actions = agent.act(obs)
+        check_actions(actions, episodes.action_space, 2)
+        boxes = clips.boxes[[1, 0], t]
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        torch.testing.assert_close(actions, centres / 64 * 2 - 1)
+        result = episodes.step(actions)
+        # the patch is centred on the target, moved inward at the border
+        expected = (centres - 12).round().clamp(0, 40)
+        torch.testing.assert_close(result.corners.float(), expected)
+        obs = result.observation
+    assert OracleAgent(episodes).predict({k: v.numpy() for k, v in obs.items()})[1] is None
+
+
+def test_oracle_needs_boxes(tiny_model, tiny_clips):
+    clips = ClipSet(tiny_clips.frames, tiny_clips.labels)
+    episodes = FocusEpisodes(tiny_model, clips, EnvConfig())
+    obs = episodes.begin(torch.tensor([0]))
+    with pytest.raises(ValueError, match="boxes"):
+        OracleAgent(episodes).act(obs)
+
+
+@pytest.mark.parametrize("action", ["grid", "continuous"])
+def test_baselines_follow_the_focus_agent_interface(tiny_model, tiny_clips, action):
+    env = make_vec(tiny_model, tiny_clips, action)
+    obs = env.reset()
+    for agent in (RandomAgent(env.action_space, 0), CenterAgent(env.action_space), OracleAgent(env.episodes)):
+        assert isinstance(agent, FocusAgent)
+        agent.reset(N_ENVS)
+        actions, state = agent.predict(obs, deterministic=True)
+        assert state is None and isinstance(actions, np.ndarray) and len(actions) == N_ENVS
+        assert all(env.action_space.contains(a) for a in actions)
+        env.step(actions)
+
+
+# ---- costs and the extractor ----------------------------------------------------------------------
+def test_policy_gmacs(tiny_model, tiny_clips):
+    model, env = build("ppo", tiny_model, tiny_clips)
+    space = env.observation_space
+    gmacs = policy_gmacs(SB3Agent(model), space, torch.device("cpu"))
+    channels, h, w = space["glance"].shape  # 24 x 4 x 4
+    extra = space["memory"].shape[0] + 1
+    conv, fc = channels * 32 * h * w, (32 * h * w + extra) * 32
+    actor = 32 * 49  # net_arch [] : the action head reads pi's features directly; no value head in act()
+    assert gmacs == pytest.approx((conv + fc + actor) / 1e9, rel=0.02)
+    assert policy_gmacs(RandomAgent(env.action_space), space, torch.device("cpu")) == 0.0
+    assert policy_gmacs(CenterAgent(env.action_space), space, torch.device("cpu")) == 0.0
+
+
+@pytest.mark.parametrize("observe_memory", [True, False])
+def test_glance_extractor(tiny_model, tiny_clips, observe_memory):
+    env = make_vec(tiny_model, tiny_clips, observe_memory=observe_memory)
+    space = env.observation_space
+    torch.manual_seed(0)
+    extractor = GlanceExtractor(space, features_dim=48, conv_channels=8)
+    assert extractor.features_dim == 48
+    obs = as_tensors(env.reset())
+    env.step(np.arange(N_ENVS))
+    obs = as_tensors(env.step(np.arange(N_ENVS))[0])
+    out = extractor(obs)
+    assert out.shape == (N_ENVS, 48) and (out >= 0).all()
+    assert set(obs) == ({"glance", "progress", "memory"} if observe_memory else {"glance", "progress"})
+    # pi reads every observed key: changing any one changes its features
+    for key in obs:
+        changed = dict(obs)
+        changed[key] = obs[key] + 1.0
+        assert not torch.allclose(extractor(changed), out), key
+    if not observe_memory:  # an extra key it was not built for is ignored
+        memory = torch.randn(N_ENVS, tiny_model.classifier.hidden_size)
+        torch.testing.assert_close(extractor({**obs, "memory": memory}), out)

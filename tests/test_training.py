@@ -1,0 +1,175 @@
+"""The supervised stages on a tiny synthetic instance: each stage runs, resume is exact, DDP works, bad
+checkpoints fail clearly."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from adafocus import checkpoint
+from adafocus.backbones import EncoderSpec, ModelConfig
+from adafocus.config import DataConfig, PolicyConfig, RunConfig, StageConfig, from_dict, to_dict
+from adafocus.data.synthetic import SyntheticConfig
+from adafocus.pipeline import build_model, evaluate_run, run_policy, run_supervised
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> RunConfig:
+    os.environ["ADAFOCUS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    syn = SyntheticConfig(num_classes=4, train_videos=16, val_videos=8, video_frames=8, frame_size=64,
+                          tile_size=16, distractors=1)
+    model = ModelConfig(global_encoder=EncoderSpec("mobilenet_v3_small", None, blocks=4),
+                        local_encoder=EncoderSpec("resnet18", None), num_classes=4, frame_size=64,
+                        global_size=32, patch_size=24, hidden_size=16, dropout=0.1)
+    stage = StageConfig(epochs=2, lr_global=0.01, lr_local=0.01, lr_classifier=0.05, batch_size=8)
+    return RunConfig(preset="synthetic", model=model,
+                     data=DataConfig(frames=4, augment=False, flip=False, workers=0, cache_videos=True, synthetic=syn),
+                     warmup=replace(stage, frames=2), stage1=stage, stage3=replace(stage, lr_local=0.0),
+                     policy=PolicyConfig(n_envs=4, videos_per_update=4, features_dim=16, total_timesteps=64),
+                     device="cpu")
+
+
+def _metrics(path: Path) -> dict:
+    return checkpoint.load(path)["metrics"]
+
+
+def test_each_stage_runs_and_writes_logs(tiny_config, tmp_path):
+    warm = run_supervised(tiny_config, "warmup", tmp_path, progress=False)
+    stage1 = run_supervised(tiny_config, "stage1", tmp_path, init=warm, progress=False)
+    for stage in ("warmup", "stage1"):
+        folder = tmp_path / stage
+        rows = (folder / "log.csv").read_text().strip().splitlines()
+        assert len(rows) == 1 + tiny_config.stage1.epochs and rows[0].startswith("epoch,train_loss,top1,mAP")
+        assert any((folder / "tensorboard").iterdir())
+    state = checkpoint.load(stage1)
+    assert state["epoch"] == 1 and set(state) >= {"model", "optimizer", "scheduler", "config", "metrics"}
+    assert 0.0 <= state["metrics"]["top1"] <= 1.0
+    # stage I leaves f_G untouched (frozen) and changes f_L
+    before, after = build_model(tiny_config, warm), build_model(tiny_config, stage1)
+    assert torch.equal(before.global_encoder.trunk[0][0].weight, after.global_encoder.trunk[0][0].weight)
+    assert not torch.equal(before.local_encoder.trunk[0].weight, after.local_encoder.trunk[0].weight)
+    # a finished stage is reused, not retrained
+    mtime = stage1.stat().st_mtime_ns
+    assert run_supervised(tiny_config, "stage1", tmp_path, init=warm, progress=False) == stage1
+    assert stage1.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("patches", ["oracle", "center", "none"])
+def test_stage1_patch_placements(tiny_config, tmp_path, patches):
+    config = replace(tiny_config, stage1=replace(tiny_config.stage1, epochs=1, patches=patches))
+    assert run_supervised(config, "stage1", tmp_path, progress=False).is_file()
+
+
+def test_stage3_and_evaluation_under_a_learned_policy(tiny_config, tmp_path):
+    stage1 = run_supervised(tiny_config, "stage1", tmp_path, progress=False)
+    policy = run_policy(tiny_config, tmp_path, stage1, progress=False)
+    assert policy.is_file() and policy.with_suffix(".json").is_file()
+    stage3 = run_supervised(tiny_config, "stage3", tmp_path, init=stage1, policy=policy, progress=False)
+    before, after = build_model(tiny_config, stage1), build_model(tiny_config, stage3)
+    assert torch.equal(before.local_encoder.trunk[0].weight, after.local_encoder.trunk[0].weight)  # f_L frozen
+    assert not torch.equal(before.classifier.head[1].weight, after.classifier.head[1].weight)  # f_C trained
+    evaluation = evaluate_run(tiny_config, stage3, policy, progress=False)
+    rows = evaluation.results["policies"]
+    assert set(rows) == {"learned", "random", "center", "oracle", "global_only", "full_frame"}
+    assert rows["oracle"]["hit_rate"] == 1.0
+    assert rows["learned"]["gflops_per_video"] > rows["random"]["gflops_per_video"]  # pi's own cost counted
+    assert rows["global_only"]["gflops_per_video"] < rows["random"]["gflops_per_video"] < rows["full_frame"]["gflops_per_video"]
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_mid_epoch_ends_like_an_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
+    config = replace(tiny_config, stage1=replace(tiny_config.stage1, epochs=3))
+    whole = run_supervised(config, "stage1", tmp_path / "whole", progress=False)
+
+    calls = {"n": 0}
+    original = torch.optim.SGD.step
+
+    def dying_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # 2 batches per epoch: the second epoch's first batch
+            raise _Killed
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", dying_step)
+    with pytest.raises(_Killed):
+        run_supervised(config, "stage1", tmp_path / "cut", progress=False)
+    assert checkpoint.load(tmp_path / "cut" / "stage1" / "checkpoint.pt")["epoch"] == 0
+    monkeypatch.setattr(torch.optim.SGD, "step", original)
+    resumed = run_supervised(config, "stage1", tmp_path / "cut", progress=False)
+    a, b = _metrics(whole), _metrics(resumed)
+    assert a["epoch"] == b["epoch"] == 3
+    for key in ("train_loss", "top1", "mAP"):
+        assert a[key] == pytest.approx(b[key], abs=1e-6), key
+    wa, wb = checkpoint.load(whole)["model"], checkpoint.load(resumed)["model"]
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], msg=name)
+
+
+def test_mismatched_corrupt_and_missing_checkpoints_fail_clearly(tiny_config, tmp_path):
+    stage1 = run_supervised(replace(tiny_config, stage1=replace(tiny_config.stage1, epochs=1)), "stage1",
+                            tmp_path, progress=False)
+    other = replace(tiny_config, model=replace(tiny_config.model, patch_size=32, hidden_size=8))
+    with pytest.raises(ValueError, match=r"another architecture(.|\n)*hidden_size(.|\n)*patch_size"):
+        build_model(other, stage1)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(stage1.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="broken.pt"):
+        build_model(tiny_config, broken)
+    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+        build_model(tiny_config, tmp_path / "nowhere.pt")
+
+
+def test_atomic_save_keeps_the_previous_file_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "ckpt.pt"
+    checkpoint.save_atomic({"x": torch.ones(2)}, target)
+
+    def failing_save(obj, path):
+        Path(path).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError):
+        checkpoint.save_atomic({"x": torch.zeros(2)}, target)
+    assert torch.equal(checkpoint.load(target)["x"], torch.ones(2))
+
+
+def test_config_roundtrip_and_command_line_overrides(tiny_config):
+    from adafocus.cli import parse_config
+
+    assert from_dict(RunConfig, to_dict(tiny_config)) == tiny_config
+    config, _ = parse_config("", ["--preset", "activitynet", "--train-list", "a.txt", "--val-list", "b.txt",
+                                  "--stage1.epochs", "3", "--patch", "96", "--env.reward", "prev"])
+    assert (config.stage1.epochs, config.model.patch_size, config.env.reward) == (3, 96, "prev")
+    assert config.stage1.lr_local == 5e-4 and config.stage3.lr_classifier == 5e-3  # the appendix's values
+    mini, _ = parse_config("", ["--preset", "minikinetics", "--train-list", "a", "--val-list", "b"])
+    assert mini.stage3.lr_classifier == 5e-4
+    sth, _ = parse_config("", ["--preset", "sthsth", "--train-list", "a", "--val-list", "b"])
+    assert (sth.stage1.epochs, sth.stage1.lr_local, sth.stage1.lr_classifier, sth.data.flip) == (10, 1e-5, 0.01, False)
+    with pytest.raises(SystemExit):
+        parse_config("", ["--preset", "activitynet"])  # real data needs lists
+
+
+def test_distributed_stage1_on_two_cpu_processes(tiny_config, tmp_path):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(to_dict(replace(tiny_config, stage1=replace(tiny_config.stage1, epochs=1)))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(ROOT / "experiments" / "train_stage1.py"), "--config", str(config_file),
+                             "--out", str(tmp_path / "run"), "--no-progress", "--no-resume"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    path = tmp_path / "run" / "stage1" / "checkpoint.pt"
+    model = build_model(tiny_config, path)  # the checkpoint loads into a plain model
+    assert model.config == tiny_config.model
+    assert result.stdout.count('"stage": "stage1"') == 1  # only rank 0 reports and writes
