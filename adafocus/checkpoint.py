@@ -41,16 +41,21 @@ def _differences(expected: dict[str, Any], found: dict[str, Any], prefix: str = 
     return out
 
 
+def check_architecture(checkpoint: dict[str, Any], model_config: dict[str, Any], path: Path) -> None:
+    """Fail with the differing fields when a checkpoint was written for another architecture."""
+    saved = checkpoint.get("config", {}).get("model")
+    if saved is not None:
+        diffs = _differences(model_config, saved)
+        if diffs:
+            raise ValueError(f"checkpoint {path} was written for another architecture:\n  " + "\n  ".join(diffs))
+
+
 def load_model_state(model: nn.Module, checkpoint: dict[str, Any], path: Path,
                      model_config: dict[str, Any] | None = None) -> None:
     """Load a checkpoint's ``model`` weights, failing with the differing architecture fields rather
     than a wall of missing keys."""
-    if model_config is not None and "config" in checkpoint:
-        saved = checkpoint["config"].get("model")
-        if saved is not None:
-            diffs = _differences(model_config, saved)
-            if diffs:
-                raise ValueError(f"checkpoint {path} was written for another architecture:\n  " + "\n  ".join(diffs))
+    if model_config is not None:
+        check_architecture(checkpoint, model_config, path)
     try:
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, KeyError) as error:

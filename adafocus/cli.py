@@ -11,7 +11,7 @@ from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import PRESETS, RunConfig, preset, to_dict
+from .config import PRESETS, RunConfig, preset
 
 ALIASES = {
     "--train-list": "data.train_list", "--val-list": "data.val_list", "--data-root": "data.data_root",

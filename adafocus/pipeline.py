@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 from torch.utils.data import Dataset
 
 from adafocus.agents import (CenterAgent, FocusAgent, OracleAgent, RandomAgent, action_kind, load_agent,
-                             make_algorithm, policy_gmacs, save_agent, SB3Agent)
+                             make_algorithm, policy_gmacs, save_agent)
 from adafocus.backbones import AdaFocusModel, full_frame_cost, global_only_cost, step_cost
 from adafocus.data.clips import ClipSet
 from adafocus.data.video import collate_videos
@@ -27,7 +27,7 @@ from adafocus.envs import AdaFocusVecEnv, EnvConfig, FocusEpisodes
 from . import checkpoint, plotting
 from .config import RunConfig, to_dict
 from .evaluation import PolicyResult, Rollout, full_frame_rollout, global_only_rollout, rollout, summarize
-from .runs import DataPaths, clip_set, data_paths, video_dataset
+from .runs import clip_set, data_paths, video_dataset
 from .stages import PatchTask, PolicyTask, WarmupTask
 from .training import Environment, setup_environment, train_stage
 
@@ -97,7 +97,7 @@ def run_supervised(config: RunConfig, stage: str, out: Path, init: Path | None =
         task = PolicyTask(model, agent, *episodes)
         train_set, val_set, collate = _IndexSet(train_clips), _IndexSet(val_clips), None
     else:
-        task = WarmupTask(model) if stage == "warmup" else PatchTask(model, stage_cfg.patches)
+        task = WarmupTask(model, stage_cfg.lr_global > 0) if stage == "warmup" else PatchTask(model, stage_cfg.patches)
         train_set = video_dataset(config, paths, "train", train=True, frames=stage_cfg.frames)
         val_set = video_dataset(config, paths, "val", train=False, frames=stage_cfg.frames)
         collate = collate_videos

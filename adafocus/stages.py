@@ -19,16 +19,27 @@ def sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class WarmupTask(StageTask):
-    """Stage 0: f_G and f_L each classify whole frames (their own linear heads, frame logits averaged)."""
+    """Stage 0: f_G and f_L each classify whole frames (their own linear heads, frame logits averaged).
 
-    def __init__(self, model: AdaFocusModel) -> None:
+    With ``train_global=False`` (lr_global = 0) f_G is left as it is and not even run.
+    """
+
+    def __init__(self, model: AdaFocusModel, train_global: bool = True) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.train_global = model, train_global
+
+    def train(self, mode: bool = True) -> "WarmupTask":
+        super().train(mode)
+        if not self.train_global:
+            self.model.global_encoder.eval()
+        return self
 
     def forward(self, batch: dict[str, Any]):
         frames, labels = batch["frames"], batch["label"]
         full = self.model.classify_full_frames(frames)
-        loss = F.cross_entropy(self.model.classify_global_frames(frames), labels) + F.cross_entropy(full, labels)
+        loss = F.cross_entropy(full, labels)
+        if self.train_global:
+            loss = loss + F.cross_entropy(self.model.classify_global_frames(frames), labels)
         return loss, full, labels
 
     def param_groups(self, stage: StageConfig) -> list[dict[str, Any]]:

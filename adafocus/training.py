@@ -25,7 +25,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAveragePrecision
 from tqdm.auto import tqdm
 
-from .checkpoint import load, save_atomic
+from .checkpoint import check_architecture, load, save_atomic
 from .config import StageConfig
 
 
@@ -138,6 +138,7 @@ def train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_set
     start, metrics, ckpt_path = 0, {}, out / "checkpoint.pt"
     if resume and ckpt_path.is_file():
         state = load(ckpt_path, env.device)
+        check_architecture(state, config.get("model", {}), ckpt_path)
         task.load_state_dict(state["task"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

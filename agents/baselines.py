@@ -58,7 +58,6 @@ class OracleAgent(FocusAgent):
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2 / size
         if isinstance(self.action_space, spaces.Box):
             return centres * 2 - 1
-        grid = int(round(self.action_space.n ** 0.5))
         wanted = patch_corners(centres, (height, width), ep.patch_size).float()  # (N, 2) x0, y0
         cells = torch.arange(self.action_space.n, device=boxes.device)
         lattice = ep.corners(cells).float()  # (G^2, 2)

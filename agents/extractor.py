@@ -12,13 +12,17 @@ class GlanceExtractor(BaseFeaturesExtractor):
 
     The paper's pi then runs its own GRU; here the recurrent state is f_C's, read from the ``memory``
     observation and concatenated before the linear layer (or an LSTM on top, with ``recurrent_ppo``).
+    The map is first normalised over (C, h, w) per observation (GroupNorm with one group): f_G's raw
+    features can be tiny (a randomly initialised MobileNet trunk gives a std of ~0.002), and at that
+    scale pi barely learns; the normalisation is stateless, so training and acting agree.
     """
 
     def __init__(self, observation_space: spaces.Dict, features_dim: int = 1024, conv_channels: int = 32) -> None:
         super().__init__(observation_space, features_dim)
         channels, h, w = observation_space["glance"].shape
         extra = sum(int(observation_space[k].shape[0]) for k in ("memory", "progress") if k in observation_space.spaces)
-        self.conv = nn.Sequential(nn.Conv2d(channels, conv_channels, 1), nn.ReLU(inplace=True), nn.Flatten())
+        self.conv = nn.Sequential(nn.GroupNorm(1, channels), nn.Conv2d(channels, conv_channels, 1),
+                                  nn.ReLU(inplace=True), nn.Flatten())
         self.fuse = nn.Sequential(nn.Linear(conv_channels * h * w + extra, features_dim), nn.ReLU(inplace=True))
         self.keys = [k for k in ("memory", "progress") if k in observation_space.spaces]
 

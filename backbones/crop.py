@@ -25,20 +25,25 @@ def corner_centres(corners: torch.Tensor, frame_size: tuple[int, int], patch_siz
     return (corners.float() + patch_size / 2) / scale
 
 
-def crop_patches(frames: torch.Tensor, corners: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """Frames (B, C, H, W) and top-left corners (B, 2) as (x0, y0) -> patches (B, C, P, P).
+def crop_patches(frames: torch.Tensor, corners: torch.Tensor, patch_size: int,
+                 index: torch.Tensor | None = None) -> torch.Tensor:
+    """Frames (M, C, H, W) and top-left corners (B, 2) as (x0, y0) -> patches (B, C, P, P).
 
-    Works on any dtype (crop uint8 frames before normalising: P^2 instead of H*W pixels to convert).
+    Patch b comes from frame ``index[b]`` (default: frame b, with M = B), so patches are gathered straight
+    from a larger tensor (e.g. one frame of every video) without copying whole frames first. Works on any
+    dtype (crop uint8 frames before normalising: P^2 instead of H*W pixels to convert).
     """
-    if frames.dim() != 4 or corners.shape != (frames.shape[0], 2):
-        raise ValueError(f"expected frames (B, C, H, W) and corners (B, 2), got {tuple(frames.shape)} and {tuple(corners.shape)}")
+    if index is None:
+        index = torch.arange(frames.shape[0], device=frames.device)
+    if frames.dim() != 4 or corners.shape != (index.shape[0], 2):
+        raise ValueError(f"expected frames (M, C, H, W) and corners (B, 2), got {tuple(frames.shape)} and "
+                         f"{tuple(corners.shape)} for {index.shape[0]} patches")
     if patch_size > min(frames.shape[-2:]):
         raise ValueError(f"patch_size {patch_size} exceeds the frame {frames.shape[-2]}x{frames.shape[-1]}")
     offsets = torch.arange(patch_size, device=frames.device)
     rows = (corners[:, 1:2] + offsets)[:, :, None]  # (B, P, 1)
     cols = (corners[:, 0:1] + offsets)[:, None, :]  # (B, 1, P)
-    batch = torch.arange(frames.shape[0], device=frames.device)[:, None, None]
-    return frames.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    return frames.permute(0, 2, 3, 1)[index[:, None, None], rows, cols].permute(0, 3, 1, 2)
 
 
 def patch_boxes(corners: torch.Tensor, patch_size: int) -> torch.Tensor:

@@ -153,8 +153,10 @@ class Encoder(nn.Module):
         return self.trunk(images).mean(dim=(2, 3))
 
 
-def normalize(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB (..., 3, H, W) -> float, ImageNet mean/std normalised, on the frames' device."""
+def normalize(frames: torch.Tensor, scale: float = 255.0) -> torch.Tensor:
+    """RGB (..., 3, H, W) in [0, scale] (uint8 by default) -> float, ImageNet mean/std normalised, on the
+    frames' device. In place on one float copy: this runs on every frame f_G sees."""
     mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=frames.device).view(3, 1, 1)
-    return (frames.float() / 255.0 - mean) / std
+    images = frames.float() if frames.dtype != torch.float32 else frames.clone()
+    return images.div_(scale).sub_(mean).div_(std)

@@ -50,12 +50,15 @@ class AdaFocusModel(nn.Module):
         return self.config.frame_size, self.config.frame_size
 
     def global_view(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames (N, 3, H, W) -> normalised f_G input (N, 3, global_size, global_size)."""
-        images = normalize(frames)
+        """uint8 frames (N, 3, H, W) -> normalised f_G input (N, 3, global_size, global_size).
+
+        Resized first, then normalised: the per-pixel work is done on the small image.
+        """
         size = self.config.global_size
-        if images.shape[-1] != size or images.shape[-2] != size:
-            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return images
+        if frames.shape[-1] == size and frames.shape[-2] == size:
+            return normalize(frames)
+        images = F.interpolate(frames.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return normalize(images, scale=1.0)
 
     def glance(self, frames: torch.Tensor) -> torch.Tensor:
         """f_G over whole frames: uint8 (B, T, 3, H, W) -> spatial maps (B, T, C, h, w)."""
@@ -63,9 +66,10 @@ class AdaFocusModel(nn.Module):
         maps = self.global_encoder.forward_map(self.global_view(frames.flatten(0, 1)))
         return maps.unflatten(0, (b, t))
 
-    def focus(self, frames: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
-        """f_L over patches: uint8 frames (N, 3, H, W), corners (N, 2) -> features (N, D_L)."""
-        return self.local_encoder(normalize(crop_patches(frames, corners, self.config.patch_size)))
+    def focus(self, frames: torch.Tensor, corners: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """f_L over patches: uint8 frames (M, 3, H, W), corners (N, 2), patch n from frame ``index[n]``
+        (default n) -> features (N, D_L)."""
+        return self.local_encoder(normalize(crop_patches(frames, corners, self.config.patch_size, index)))
 
     def classify_patches(self, global_feats: torch.Tensor, frames: torch.Tensor,
                          corners: torch.Tensor) -> torch.Tensor:

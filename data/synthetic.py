@@ -5,8 +5,9 @@ smooth background. The class is the target's texture, a period-2 luminance grati
 square wave (vertical or horizontal family x modulation period). Downsampling by 2 with an antialiasing
 filter averages any period-2 grating to flat grey, so at f_G's resolution (half the frame) every tile
 looks the same and the class is unreadable; only a patch at full resolution reads it. The target is
-findable at low resolution by its ring colour (distractors have a ring of another hue and equal
-luminance), and distractors carry other classes' textures, so a patch in the wrong place misleads.
+findable at low resolution by its hue (tiles are tinted: the target red, distractors cyan, of about equal
+luminance, on a grey background), and distractors carry other classes' textures, so a patch in the wrong
+place misleads.
 
 Videos are real H.264 mp4 files written with PyAV, with ``train.txt`` / ``val.txt`` lists in the
 ``path label`` format and one ``annotations/videos/<name>.npz`` per video holding the target box of every
@@ -24,8 +25,8 @@ import av
 import numpy as np
 from tqdm.auto import tqdm
 
-TARGET_RING = (0.95, 0.25, 0.20)  # red
-DISTRACTOR_RING = (0.20, 0.62, 0.72)  # cyan; luminance close to the red ring's, so only hue differs
+TARGET_TINT = (1.00, 0.42, 0.36)  # red
+DISTRACTOR_TINT = (0.36, 0.76, 0.86)  # cyan; luminance close to the red tint's, so only hue differs
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class SyntheticConfig:
     tile_size: int = 24
     ring_width: int = 2
     distractors: int = 2
-    contrast: float = 0.35  # amplitude of the grating around mid-grey
+    contrast: float = 0.4  # amplitude of the grating around mid-grey (before the tint)
     speed: float = 2.5  # pixels per frame
     fps: int = 8
     crf: int = 10  # x264 quality: low enough that the period-2 detail survives compression
@@ -87,8 +88,8 @@ def class_texture(label: int, size: int, num_classes: int, contrast: float,
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Smooth colour background (size, size, 3): a coarse random grid, bilinearly upsampled."""
-    coarse = rng.uniform(0.35, 0.65, size=(4, 4, 3))
+    """Smooth, nearly grey background (size, size, 3): a coarse random grid, bilinearly upsampled."""
+    coarse = rng.uniform(0.35, 0.65, size=(4, 4, 1)) + rng.uniform(-0.04, 0.04, size=(4, 4, 3))
     axis = np.linspace(0, 3, size)
     i0 = np.minimum(axis.astype(int), 2)
     w = (axis - i0)[:, None]
@@ -106,9 +107,11 @@ def _trajectory(rng: np.random.Generator, frames: int, limit: int, speed: float)
     return np.round(np.where(folded > limit, 2 * limit - folded, folded)).astype(int)
 
 
-def _tile(texture: np.ndarray, ring: tuple[float, float, float], width: int) -> np.ndarray:
-    tile = np.repeat(texture[..., None], 3, axis=-1)
-    tile[:width], tile[-width:], tile[:, :width], tile[:, -width:] = ring, ring, ring, ring
+def _tile(texture: np.ndarray, tint: tuple[float, float, float], width: int) -> np.ndarray:
+    """A tinted texture inside a ring of the same hue: the grating survives in every channel at full
+    resolution; downsampled, the tile is a flat patch of its tint."""
+    tile = texture[..., None] * np.asarray(tint)
+    tile[:width], tile[-width:], tile[:, :width], tile[:, -width:] = tint, tint, tint, tint
     return tile
 
 
@@ -117,9 +120,9 @@ def render_video(config: SyntheticConfig, label: int, rng: np.random.Generator) 
     size, tile, frames = config.frame_size, config.tile_size, config.video_frames
     limit = size - tile
     others = rng.choice([c for c in range(config.num_classes) if c != label], config.distractors, replace=False)
-    objects = [(int(c), DISTRACTOR_RING) for c in others] + [(label, TARGET_RING)]  # target drawn last, on top
+    objects = [(int(c), DISTRACTOR_TINT) for c in others] + [(label, TARGET_TINT)]  # target drawn last, on top
     tiles = [_tile(class_texture(c, tile, config.num_classes, config.contrast, tuple(rng.integers(0, 12, 2))),
-                   ring, config.ring_width) for c, ring in objects]
+                   tint, config.ring_width) for c, tint in objects]
     paths = [_trajectory(rng, frames, limit, config.speed) for _ in objects]
     video = np.repeat(_background(rng, size)[None], frames, axis=0)
     for image, path in zip(tiles, paths):

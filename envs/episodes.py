@@ -152,19 +152,19 @@ class FocusEpisodes:
         if self.t >= self.num_frames:
             raise RuntimeError("the episodes are over: call begin() first")
         n, t = len(self.video), self.t
-        frames = self.clips.frames[self.video, t]
+        frames = self.clips.frames[:, t]  # a view: patches are gathered from it by video index, no frame copy
         corners = self.corners(actions.to(self.device))
         pooled = self.glance_pooled[self.video, t]
         hidden = self.hidden
         if self.config.reward == "vs_random":
             # chosen and random patch in ONE f_L / f_C pass, through the same f_C state
             ref = patch_corners(self.reference[:, t], self.model.frame_shape, self.patch_size)
-            local = self.model.focus(frames.repeat(2, 1, 1, 1), torch.cat([corners, ref]))
+            local = self.model.focus(frames, torch.cat([corners, ref]), self.video.repeat(2))
             logits2, hidden2 = self.model.classifier.step(pooled.repeat(2, 1), local, hidden.repeat(2, 1))
             logits, self.hidden, local = logits2[:n], hidden2[:n], local[:n]
             reference_conf = confidence(logits2[n:], self.labels)
         else:
-            local = self.model.focus(frames, corners)
+            local = self.model.focus(frames, corners, self.video)
             logits, self.hidden = self.model.classifier.step(pooled, local, hidden)
             reference_conf = None
         conf = confidence(logits, self.labels)

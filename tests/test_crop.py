@@ -109,3 +109,14 @@ def test_grid_corners_rejects_a_patch_larger_than_the_frame():
 def test_patch_boxes():
     boxes = patch_boxes(torch.tensor([[3, 5], [0, 0]]), 10)
     assert boxes.tolist() == [[3.0, 5.0, 13.0, 15.0], [0.0, 0.0, 10.0, 10.0]]
+
+
+def test_crop_with_index_gathers_from_a_larger_frame_tensor():
+    generator = torch.Generator().manual_seed(3)
+    frames = torch.randint(0, 256, (5, 3, 20, 24), dtype=torch.uint8, generator=generator)
+    index = torch.tensor([4, 0, 4, 2])
+    corners = torch.stack([torch.randint(0, 24 - 8 + 1, (4,), generator=generator),
+                           torch.randint(0, 20 - 8 + 1, (4,), generator=generator)], dim=1)
+    expected = torch.stack([frames[i, :, y:y + 8, x:x + 8] for i, (x, y) in zip(index.tolist(), corners.tolist())])
+    assert torch.equal(crop_patches(frames, corners, 8, index), expected)
+    assert torch.equal(crop_patches(frames[index], corners, 8), expected)
