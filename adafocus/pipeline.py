@@ -235,12 +235,15 @@ def write_report(evaluation: Evaluation, out: Path, config: RunConfig,
     return written
 
 
-def focus_heatmap(corners: torch.Tensor, patch_size: int, frame_size: tuple[int, int], bins: int = 16) -> np.ndarray:
-    """Share of steps whose patch centre falls in each cell of a bins x bins grid over the frame."""
-    centres = corners.reshape(-1, 2).float() + patch_size / 2
+def focus_heatmap(corners: torch.Tensor, patch_size: int, frame_size: tuple[int, int]) -> np.ndarray:
+    """Share of steps in which each pixel lies inside the patch: where a policy looks, (H, W)."""
     h, w = frame_size
-    heat, _, _ = np.histogram2d(centres[:, 1].numpy(), centres[:, 0].numpy(), bins=bins, range=[[0, h], [0, w]])
-    return heat / max(heat.sum(), 1)
+    flat = corners.reshape(-1, 2).long()
+    starts = torch.zeros(h - patch_size + 1, w - patch_size + 1)
+    starts.index_put_((flat[:, 1], flat[:, 0]), torch.ones(len(flat)), accumulate=True)
+    box = torch.ones(1, 1, patch_size, patch_size)
+    coverage = torch.nn.functional.conv_transpose2d(starts[None, None], box)[0, 0]  # spread each corner over its patch
+    return (coverage / max(len(flat), 1)).numpy()
 
 
 def main_job(config: RunConfig, out: Path, progress: bool = True) -> tuple[Evaluation, dict[str, list[Path]]]:

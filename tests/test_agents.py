@@ -307,11 +307,15 @@ def test_glance_extractor(tiny_model, tiny_clips, observe_memory):
     out = extractor(obs)
     assert out.shape == (N_ENVS, 48) and (out >= 0).all()
     assert set(obs) == ({"glance", "progress", "memory"} if observe_memory else {"glance", "progress"})
-    # pi reads every observed key: changing any one changes its features
+    # pi reads every observed key: changing any one changes its features (a random perturbation: the
+    # glance map is normalised per observation, so a uniform shift of it is invisible by design)
+    noise = torch.Generator().manual_seed(1)
     for key in obs:
         changed = dict(obs)
-        changed[key] = obs[key] + 1.0
+        changed[key] = obs[key] + torch.randn(obs[key].shape, generator=noise)
         assert not torch.allclose(extractor(changed), out), key
+    shifted = extractor({**obs, "glance": obs["glance"] * 3.0 + 2.0})
+    torch.testing.assert_close(shifted, out, atol=1e-4, rtol=1e-4)  # scale of f_G's features does not matter
     if not observe_memory:  # an extra key it was not built for is ignored
         memory = torch.randn(N_ENVS, tiny_model.classifier.hidden_size)
         torch.testing.assert_close(extractor({**obs, "memory": memory}), out)
