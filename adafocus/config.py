@@ -67,6 +67,7 @@ class PolicyConfig:
     gae_lambda: float = 1.0
     clip_range: float = 0.2
     n_epochs: int = 1
+    minibatches: int = 1  # PPO minibatches per update (the paper: the whole batch at once)
     vf_coef: float = 0.5
     ent_coef: float = 0.01
     features_dim: int = 1024  # width of pi's hidden layer (the paper's 1024)
@@ -135,9 +136,9 @@ def _synthetic() -> RunConfig:
     return RunConfig(
         preset="synthetic", model=model, data=data,
         warmup=StageConfig(epochs=3, lr_global=0.0, lr_local=0.05, lr_classifier=0.05, batch_size=16, frames=4),
-        stage1=StageConfig(epochs=16, lr_local=0.05, lr_classifier=0.05, batch_size=16),
+        stage1=StageConfig(epochs=24, lr_local=0.05, lr_classifier=0.05, batch_size=16),
         stage3=StageConfig(epochs=3, lr_local=0.0, lr_classifier=0.01, batch_size=32),
-        policy=PolicyConfig(epochs=12, n_envs=64, videos_per_update=64, n_epochs=4, learning_rate=1e-3,
+        policy=PolicyConfig(epochs=16, n_envs=64, videos_per_update=64, n_epochs=4, minibatches=4, learning_rate=1e-3,
                             features_dim=256, ent_coef=0.01),
     )
 

@@ -62,7 +62,7 @@ def make_algorithm(algo: str, env: VecEnv, policy: Any, num_frames: int, seed: i
 
     ``policy`` is a :class:`adafocus.config.PolicyConfig`. On-policy algorithms collect
     ``videos_per_update`` whole videos per update (n_steps = videos * T / n_envs), as the paper's PPO
-    does with 64 videos; PPO takes them as one minibatch.
+    does with 64 videos; PPO splits them into ``minibatches`` (the paper: one).
     """
     cls = resolve_algorithm(algo)
     extractor = dict(features_extractor_class=GlanceExtractor,
@@ -73,7 +73,8 @@ def make_algorithm(algo: str, env: VecEnv, policy: Any, num_frames: int, seed: i
         n_steps = max(1, policy.videos_per_update * num_frames // env.num_envs)
         kwargs.update(n_steps=n_steps, gae_lambda=policy.gae_lambda, ent_coef=policy.ent_coef, vf_coef=policy.vf_coef)
         if "n_epochs" in cls.__init__.__code__.co_varnames:  # PPO family
-            kwargs.update(batch_size=n_steps * env.num_envs, n_epochs=policy.n_epochs, clip_range=policy.clip_range)
+            kwargs.update(batch_size=max(1, n_steps * env.num_envs // policy.minibatches), n_epochs=policy.n_epochs,
+                          clip_range=policy.clip_range)
         extractor["net_arch"] = [] if "Lstm" not in _policy_name(cls) else None  # actor/critic heads on pi's features
         if extractor["net_arch"] is None:
             del extractor["net_arch"]
