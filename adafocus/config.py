@@ -126,6 +126,9 @@ def _synthetic() -> RunConfig:
     class unreadable at f_G's resolution, so a whole-frame warm-up cannot teach f_G the class, and it
     measurably erases the spatial information pi needs (a linear probe of the target's 7x7 cell from the
     glance map: 84% after a random init, 13% after three warm-up epochs at lr 0.05).
+    pi observes the glance without f_C's state: every frame shows the target, and from the same stage I,
+    PPO without the memory reached 0.766 top-1 (hit rate 0.723) against 0.695 (0.549) with it, and
+    recurrent PPO without it 0.516 (0.229) in the same number of steps.
     """
     syn = SyntheticConfig()
     model = ModelConfig(global_encoder=EncoderSpec("mobilenet_v3_small", None, blocks=4),
@@ -138,6 +141,7 @@ def _synthetic() -> RunConfig:
         warmup=StageConfig(epochs=3, lr_global=0.0, lr_local=0.05, lr_classifier=0.05, batch_size=16, frames=4),
         stage1=StageConfig(epochs=24, lr_local=0.05, lr_classifier=0.05, batch_size=16),
         stage3=StageConfig(epochs=3, lr_local=0.0, lr_classifier=0.01, batch_size=32),
+        env=EnvConfig(observe_memory=False),
         policy=PolicyConfig(epochs=16, n_envs=64, videos_per_update=64, n_epochs=4, minibatches=4, learning_rate=1e-3,
                             features_dim=256, ent_coef=0.01),
     )

@@ -140,10 +140,10 @@ def plot_learning_curves(logs: dict[str, Path], path: Path) -> list[Path]:
                 twin = axes[1].twinx()
                 twin.plot(*zip(*acc), color=PALETTE[(i + 1) % len(PALETTE)], linestyle="--", label="train top-1")
                 twin.set_ylabel("train top-1")
-                twin.legend(fontsize=8, loc="lower right")
+                twin.legend(fontsize=8, loc="center right")
     axes[0].set(xlabel="epoch", ylabel="validation top-1 (%)", title="Supervised stages")
     axes[1].set(xlabel="environment steps", ylabel="episode reward", title="Stage II (RL)")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)

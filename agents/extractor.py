@@ -12,9 +12,10 @@ class GlanceExtractor(BaseFeaturesExtractor):
 
     The paper's pi then runs its own GRU; here the recurrent state is f_C's, read from the ``memory``
     observation and concatenated before the linear layer (or an LSTM on top, with ``recurrent_ppo``).
-    The map is first normalised over (C, h, w) per observation (GroupNorm with one group): f_G's raw
-    features can be tiny (a randomly initialised MobileNet trunk gives a std of ~0.002), and at that
-    scale pi barely learns; the normalisation is stateless, so training and acting agree.
+    The map is first normalised over (C, h, w) per observation (GroupNorm with one group, eps 1e-5):
+    f_G's raw features can be tiny (a randomly initialised MobileNet trunk gives a std of ~0.002, where
+    pi barely learned), and the normalisation lifts them (fully once their variance is well above eps);
+    it is stateless, so training and acting agree.
     """
 
     def __init__(self, observation_space: spaces.Dict, features_dim: int = 1024, conv_channels: int = 32) -> None:

@@ -52,11 +52,15 @@ class AdaFocusModel(nn.Module):
     def global_view(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames (N, 3, H, W) -> normalised f_G input (N, 3, global_size, global_size).
 
-        Resized first, then normalised: the per-pixel work is done on the small image.
+        Resized first, then normalised: the per-pixel work is done on the small image. On the CPU the resize
+        runs on the uint8 frames (torch's vectorised uint8 path, ~3x faster; within one grey level of the
+        float resize), elsewhere in float.
         """
         size = self.config.global_size
         if frames.shape[-1] == size and frames.shape[-2] == size:
             return normalize(frames)
+        if frames.dtype == torch.uint8 and frames.device.type == "cpu":
+            return normalize(F.interpolate(frames, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
         images = F.interpolate(frames.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         return normalize(images, scale=1.0)
 

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from adafocus.backbones import AdaFocusModel, crop_patches, normalize
-from adafocus.config import preset
-from adafocus.data.clips import ClipSet
+from adafocus.backbones import crop_patches, normalize
 from adafocus.envs import REWARDS, AdaFocusEnv, AdaFocusVecEnv, FocusEpisodes
+
+from _common import random_setup, resolve_device, synchronize  # benchmarks/_common.py, beside this script
 
 TARGET_OVER_DUMMY = 10.0  # at N = 64 the batched env takes >= 10x the steps/s of DummyVecEnv
 TARGET_OVER_FORWARD = 1.25  # ... and its step costs <= 1.25x the bare forward of the same batch
@@ -47,27 +47,9 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def resolve(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def build_episodes(args: argparse.Namespace, device: torch.device) -> FocusEpisodes:
     """The preset's networks with random weights over random uint8 clips of its shape."""
-    config = preset(args.preset)
-    m = config.model
-    m = replace(m, global_encoder=replace(m.global_encoder, weights=None),
-                local_encoder=replace(m.local_encoder, weights=None))
-    torch.manual_seed(args.seed)
-    model = AdaFocusModel(m)
-    g = torch.Generator().manual_seed(args.seed)
-    shape = (args.videos, config.data.frames, 3, m.frame_size, m.frame_size)
-    clips = ClipSet(torch.randint(0, 256, shape, generator=g, dtype=torch.uint8),
-                    torch.randint(0, m.num_classes, (args.videos,), generator=g))
+    config, model, clips = random_setup(args.preset, args.videos, args.seed, device)
     return FocusEpisodes(model, clips, replace(config.env, reward=args.reward), device)
 
 
@@ -126,7 +108,7 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve(args.device)
+    device = resolve_device(args.device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     episodes = build_episodes(args, device)
     frames = episodes.num_frames

@@ -16,18 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from dataclasses import replace
 
 import numpy as np
 import torch
 
 from adafocus.agents.baselines import CenterAgent, RandomAgent
-from adafocus.backbones import AdaFocusModel, crop_patches, normalize
-from adafocus.config import preset
+from adafocus.backbones import crop_patches, normalize
 from adafocus.data.clips import ClipSet
 from adafocus.envs import FocusEpisodes
 from adafocus.evaluation import rollout
+
+from _common import random_setup, resolve_device, timed  # benchmarks/_common.py, beside this script
 
 TARGET = 1.15  # inference within 1.15x of the bare backbone forwards
 
@@ -45,39 +45,16 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def resolve(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device) -> float:
-    synchronize(device)
-    began = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - began
-
-
 def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve(args.device)
+    device = resolve_device(args.device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    config = preset(args.preset)
+    config, model, clips = random_setup(args.preset, args.videos, args.seed, device)
     m = config.model
-    m = replace(m, global_encoder=replace(m.global_encoder, weights=None),
-                local_encoder=replace(m.local_encoder, weights=None))
-    torch.manual_seed(args.seed)
-    model = AdaFocusModel(m).to(device).eval().requires_grad_(False)
     g = torch.Generator().manual_seed(args.seed)
     v, t, b, p = args.videos, config.data.frames, args.batch_size, m.patch_size
-    clips = ClipSet(torch.randint(0, 256, (v, t, 3, m.frame_size, m.frame_size), generator=g, dtype=torch.uint8),
-                    torch.randint(0, m.num_classes, (v,), generator=g)).to(device)
     env_config = replace(config.env, reward="conf")  # evaluation's setting: no reference patch
 
     def inference(subset: ClipSet = clips) -> None:

@@ -314,8 +314,10 @@ def test_glance_extractor(tiny_model, tiny_clips, observe_memory):
         changed = dict(obs)
         changed[key] = obs[key] + torch.randn(obs[key].shape, generator=noise)
         assert not torch.allclose(extractor(changed), out), key
-    shifted = extractor({**obs, "glance": obs["glance"] * 3.0 + 2.0})
-    torch.testing.assert_close(shifted, out, atol=1e-4, rtol=1e-4)  # scale of f_G's features does not matter
+    # once the map's variance is well above GroupNorm's eps, its scale and offset do not matter
+    big = {**obs, "glance": obs["glance"] * 1000.0}
+    torch.testing.assert_close(extractor({**obs, "glance": obs["glance"] * 3000.0 + 2.0}), extractor(big),
+                               atol=1e-4, rtol=1e-4)
     if not observe_memory:  # an extra key it was not built for is ignored
         memory = torch.randn(N_ENVS, tiny_model.classifier.hidden_size)
         torch.testing.assert_close(extractor({**obs, "memory": memory}), out)
