@@ -10,7 +10,7 @@ import torch
 from adafocus.backbones import AdaFocusModel
 from adafocus.config import RunConfig, preset
 from adafocus.data.clips import ClipSet
-from adafocus.training import resolve_device  # noqa: F401  (re-exported for the scripts)
+from adafocus.training import resolve_device
 
 
 def synchronize(device: torch.device) -> None:
@@ -40,3 +40,11 @@ def random_setup(preset_name: str, videos: int, seed: int, device: torch.device)
     clips = ClipSet(torch.randint(0, 256, shape, generator=g, dtype=torch.uint8),
                     torch.randint(0, m.num_classes, (videos,), generator=g)).to(device)
     return replace(config, model=m), model, clips
+
+
+def device_and_autocast(device_name: str, threads: int | None) -> tuple[torch.device, torch.autocast]:
+    """The device to time on, and bf16 autocast there when it is CUDA (mixed precision, as in training)."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(device_name)
+    return device, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")

@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from adafocus.backbones import crop_patches, normalize
 from adafocus.envs import REWARDS, AdaFocusEnv, AdaFocusVecEnv, FocusEpisodes
 
-from _common import random_setup, resolve_device, synchronize  # benchmarks/_common.py, beside this script
+from _common import random_setup, device_and_autocast, synchronize  # benchmarks/_common.py, beside this script
 
 TARGET_OVER_DUMMY = 10.0  # at N = 64 the batched env takes >= 10x the steps/s of DummyVecEnv
 TARGET_OVER_FORWARD = 1.25  # ... and its step costs <= 1.25x the bare forward of the same batch
@@ -106,10 +106,7 @@ def forward_floor(ep: FocusEpisodes, n: int, device: torch.device, seed: int):
 
 def main() -> None:
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    device, amp = device_and_autocast(args.device, args.threads)
     episodes = build_episodes(args, device)
     frames = episodes.num_frames
     ns = sorted(set(args.n_envs))

@@ -27,7 +27,7 @@ from adafocus.data.clips import ClipSet
 from adafocus.envs import FocusEpisodes
 from adafocus.evaluation import rollout
 
-from _common import random_setup, resolve_device, timed  # benchmarks/_common.py, beside this script
+from _common import random_setup, device_and_autocast, timed  # benchmarks/_common.py, beside this script
 
 TARGET = 1.15  # inference within 1.15x of the bare backbone forwards
 
@@ -47,10 +47,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    device, amp = device_and_autocast(args.device, args.threads)
     config, model, clips = random_setup(args.preset, args.videos, args.seed, device)
     m = config.model
     g = torch.Generator().manual_seed(args.seed)
