@@ -60,9 +60,10 @@ def build_parser(description: str, config: RunConfig) -> argparse.ArgumentParser
         if path == "preset":  # chosen by --preset above
             continue
         names = [f"--{path}"] + ([aliases[path]] if path in aliases else [])
+        flag = dict(nargs="?", const=True) if isinstance(value, bool) else {}  # "--skip-corrupt" alone means true
         parser.add_argument(*names, dest=path, type=_parser_for(hint, value), default=None,
                             metavar=type(value).__name__.upper() if value is not None else "VALUE",
-                            help=f"(preset: {value})")
+                            help=f"(preset: {value})", **flag)
     return parser
 
 

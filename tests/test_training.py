@@ -151,6 +151,8 @@ def test_config_roundtrip_and_command_line_overrides(tiny_config):
     config, _ = parse_config("", ["--preset", "activitynet", "--train-list", "a.txt", "--val-list", "b.txt",
                                   "--stage1.epochs", "3", "--patch", "96", "--env.reward", "prev"])
     assert (config.stage1.epochs, config.model.patch_size, config.env.reward) == (3, 96, "prev")
+    flags, _ = parse_config("", ["--skip-corrupt", "--env.observe_memory", "false"])
+    assert flags.data.skip_corrupt is True and flags.env.observe_memory is False
     assert config.stage1.lr_local == 5e-4 and config.stage3.lr_classifier == 5e-3  # the appendix's values
     mini, _ = parse_config("", ["--preset", "minikinetics", "--train-list", "a", "--val-list", "b"])
     assert mini.stage3.lr_classifier == 5e-4
