@@ -22,8 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory) -> RunConfig:
-    os.environ["ADAFOCUS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+def tiny_config(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:  # the synthetic data of these tests go to a tmp cache
+        patch.setenv("ADAFOCUS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield _tiny_config()
+
+
+def _tiny_config() -> RunConfig:
     syn = SyntheticConfig(num_classes=4, train_videos=16, val_videos=8, video_frames=8, frame_size=64,
                           tile_size=16, distractors=1)
     model = ModelConfig(global_encoder=EncoderSpec("mobilenet_v3_small", None, blocks=4),
