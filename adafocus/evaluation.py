@@ -12,6 +12,8 @@ import torch
 from torchmetrics.functional.classification import multiclass_average_precision
 
 from adafocus.agents import FocusAgent
+from adafocus.backbones import AdaFocusModel, evaluating
+from adafocus.data.clips import ClipSet
 from adafocus.envs import FocusEpisodes
 
 
@@ -75,15 +77,16 @@ def global_only_rollout(episodes: FocusEpisodes) -> Rollout:
 
 
 @torch.no_grad()
-def full_frame_rollout(episodes: FocusEpisodes, batch_size: int = 16) -> Rollout:
+def full_frame_rollout(model: AdaFocusModel, clips: ClipSet, batch_size: int = 16) -> Rollout:
     """f_L on every whole frame at full resolution, frame logits averaged (the warm-up's f_L head)."""
+    device = next(model.parameters()).device
     began = time.perf_counter()
-    frames = episodes.clips.frames
-    logits = torch.cat([episodes.model.classify_full_frames(frames[i:i + batch_size])
-                        for i in range(0, len(frames), batch_size)])
-    _synchronize(episodes.device)
-    t = frames.shape[1]
-    return Rollout(logits[:, None].expand(-1, t, -1), episodes.clips.labels, None, time.perf_counter() - began)
+    with evaluating(model):
+        logits = torch.cat([model.classify_full_frames(clips.frames[i:i + batch_size].to(device))
+                            for i in range(0, len(clips), batch_size)])
+    _synchronize(device)
+    return Rollout(logits[:, None].expand(-1, clips.num_frames, -1), clips.labels.to(device), None,
+                   time.perf_counter() - began)
 
 
 def exit_steps(logits: torch.Tensor, threshold: float) -> torch.Tensor:

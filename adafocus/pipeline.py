@@ -189,10 +189,8 @@ def evaluate_run(config: RunConfig, model_checkpoint: Path, policy: Path | None,
         gmacs = base.total + policy_gmacs(agent, episodes.observation_space, device)
         results[name] = summarize(rollouts[name], gmacs, clips.boxes, model.config.patch_size)
     results["global_only"] = summarize(global_only_rollout(episodes), global_only_cost(model))
-    if full_frame is not None:
-        warm = build_model(config, full_frame, device)
-        episodes = FocusEpisodes(warm, clips, replace(env_config, reward="conf"), device)
-    results["full_frame"] = summarize(full_frame_rollout(episodes), full_frame_cost(model), curve=False)
+    full = build_model(config, full_frame, device) if full_frame is not None else model
+    results["full_frame"] = summarize(full_frame_rollout(full, episodes.clips), full_frame_cost(model), curve=False)
     summary = {"policies": {k: v.row() for k, v in results.items()}, "step_gflops": base.as_dict(),
                "videos": len(clips), "frames": clips.num_frames, "split": split}
     return Evaluation(summary, rollouts, clips.to("cpu"), model.config.patch_size)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from .boundary import check_actions, to_host
+from .boundary import check_actions, host_step, to_host
 from .episodes import FocusEpisodes
 
 
@@ -42,15 +42,10 @@ class AdaFocusEnv(gym.Env):
 
     def step(self, action):
         actions = check_actions(np.asarray(action)[None], self.action_space, 1)
-        ep = self.episodes
-        result = ep.step(torch.as_tensor(actions))
-        host = to_host({**result.observation, "reward": result.reward, "prediction": result.logits.argmax(-1),
-                        "confidence": result.confidence, "patch": ep.patch_boxes(result.corners)})
+        result = self.episodes.step(torch.as_tensor(actions))
         self._last_corners = result.corners
-        info = {"prediction": int(host["prediction"][0]), "confidence": float(host["confidence"][0]),
-                "patch": host["patch"][0], "gflops": ep.step_gmacs * ep.t, "video": int(ep.video[0])}
-        obs = self._single({key: host[key] for key in result.observation})
-        return obs, float(host["reward"][0]), result.done, False, info
+        obs, rewards, infos = host_step(self.episodes, result)
+        return self._single(obs), float(rewards[0]), result.done, False, infos[0]
 
     @staticmethod
     def _single(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

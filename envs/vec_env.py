@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from .boundary import check_actions, to_host
+from .boundary import check_actions, host_step, to_host
 from .episodes import FocusEpisodes
 
 
@@ -40,22 +40,15 @@ class AdaFocusVecEnv(VecEnv):
         self.actions = check_actions(actions, self.action_space, self.num_envs)
 
     def step_wait(self) -> VecEnvStepReturn:
-        ep = self.episodes
-        result = ep.step(torch.as_tensor(self.actions))
-        host = to_host({**result.observation, "reward": result.reward, "prediction": result.logits.argmax(-1),
-                        "confidence": result.confidence, "patch": ep.patch_boxes(result.corners)})
-        obs = {key: host[key] for key in result.observation}
-        gflops = ep.step_gmacs * ep.t
-        infos = [{"prediction": int(host["prediction"][i]), "confidence": float(host["confidence"][i]),
-                  "patch": host["patch"][i], "gflops": gflops, "video": int(ep.video[i])}
-                 for i in range(self.num_envs)]
+        result = self.episodes.step(torch.as_tensor(self.actions))
+        obs, rewards, infos = host_step(self.episodes, result)
         dones = np.full(self.num_envs, result.done)
         if result.done:
             for i, info in enumerate(infos):
                 info["terminal_observation"] = {key: value[i] for key, value in obs.items()}
                 info["TimeLimit.truncated"] = False
             obs = to_host(self._begin())
-        return obs, host["reward"].astype(np.float32), dones, infos
+        return obs, rewards, dones, infos
 
     def _begin(self) -> dict[str, torch.Tensor]:
         """New videos and reference patches for every slot, each from its own generator."""
