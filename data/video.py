@@ -6,6 +6,12 @@ Two list formats are read (both split on whitespace, so paths may not contain sp
 * ``dir num_frames label`` -- the TSN/TSM frame-folder format in which Something-Something V1 and
   Jester ship: ``dir`` is a folder of JPEGs named by an image template (1-based, ``img_00001.jpg``).
 
+The datasets' own published annotation files are read too (``list_format`` ``"sthv1"``, ``"sthv2"``,
+``"jester"``, with the labels file as ``label_file``): Something-Something V1 and Jester csv lists
+``<id>;<label text>`` over frame folders ``<root>/<id>/00001.jpg ...``, and Something-Something V2 json
+lists over ``<root>/<id>.webm`` videos (or extracted frame folders ``<root>/<id>/``). Their frame counts
+are not in the lists: each folder's frames are counted once, on first use.
+
 Paths are relative to ``data_root`` (default: the list file's folder). Every bad input -- a list
 problem, a missing/corrupt/truncated/too short video, a missing frame image or annotation -- raises
 :class:`VideoDataError`, whose message names the file (and the list line where there is one), so a
@@ -14,6 +20,8 @@ broken dataset is diagnosed from the message alone. :class:`VideoDataset` can in
 """
 from __future__ import annotations
 
+import difflib
+import json
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -31,10 +39,14 @@ from .clips import ClipSet
 logger = logging.getLogger(__name__)
 
 Decoder = Literal["decord", "pyav"]
-ListFormat = Literal["auto", "video", "frames"]
+ListFormat = Literal["auto", "video", "frames", "sthv1", "sthv2", "jester"]
 Transform = Callable[[torch.Tensor, "torch.Tensor | None"], "tuple[torch.Tensor, torch.Tensor | None]"]
 
 DEFAULT_IMAGE_TEMPLATE = "img_{:05d}.jpg"
+# The datasets' published annotation files (the formats read with a ``label_file``) and the frame names
+# their published frame folders use; other formats (and V2 folders extracted by the user) use the default.
+ANNOTATION_FORMATS = ("sthv1", "sthv2", "jester")
+FORMAT_IMAGE_TEMPLATES = {"sthv1": "{:05d}.jpg", "jester": "{:05d}.jpg"}
 _DECODERS = ("decord", "pyav")
 
 
@@ -47,7 +59,9 @@ class VideoRecord:
     """One entry of a video list.
 
     ``path`` is a video file, or a frame folder when ``num_frames`` is set (``dir num_frames label``
-    format). ``list_file``/``line`` (1-based) say where the entry came from, for error messages.
+    format) or ``folder`` is (a frame folder whose count is not in the list: counted on first use).
+    ``list_file``/``line`` (1-based) say where the entry came from, for error messages; ``line_kind``
+    names what ``line`` counts ("entry" for the items of a JSON list).
     """
 
     path: Path
@@ -55,16 +69,18 @@ class VideoRecord:
     num_frames: int | None = None
     list_file: Path | None = None
     line: int | None = None
+    folder: bool = False
+    line_kind: str = "line"
 
     @property
     def is_folder(self) -> bool:
-        return self.num_frames is not None
+        return self.num_frames is not None or self.folder
 
     def where(self) -> str:
         """``path`` plus its list position, the prefix of every error about this record."""
         if self.list_file is None:
             return str(self.path)
-        return f"{self.path} (list {self.list_file}, line {self.line})"
+        return f"{self.path} (list {self.list_file}, {self.line_kind} {self.line})"
 
     def located(self, error: VideoDataError) -> VideoDataError:
         """``error`` (about this record's file, or an image in its folder) with the list position added."""
@@ -73,7 +89,7 @@ class VideoRecord:
             return VideoDataError(message)
         if message.startswith(prefix):
             return VideoDataError(f"{self.where()}: {message[len(prefix):]}")
-        return VideoDataError(f"{message} (list {self.list_file}, line {self.line})")
+        return VideoDataError(f"{message} (list {self.list_file}, {self.line_kind} {self.line})")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -81,25 +97,29 @@ class VideoRecord:
 
 
 def read_video_list(list_file: str | Path, data_root: str | Path | None = None,
-                    list_format: ListFormat = "auto", num_classes: int | None = None) -> list[VideoRecord]:
+                    list_format: ListFormat = "auto", num_classes: int | None = None,
+                    label_file: str | Path | None = None) -> list[VideoRecord]:
     """Read a video list, checking every line and that every video file / frame folder exists.
 
     ``list_format``: ``"video"`` (``path label``), ``"frames"`` (``dir num_frames label``) or ``"auto"``,
     which takes the format from the field count of the first non-blank line; later lines must match
     it (a mixed list is almost always a path containing a space, better reported than guessed).
+    ``"sthv1"``, ``"sthv2"`` and ``"jester"`` read the datasets' published annotation files, with their
+    labels file as ``label_file`` (see :func:`read_annotation_list`).
     ``data_root`` defaults to the list file's folder, so a list and its videos can move together.
     Blank lines are skipped. ``num_classes``, when given, bounds the labels to ``[0, num_classes)``.
     """
     list_file = Path(list_file)
+    if list_format in ANNOTATION_FORMATS:
+        return read_annotation_list(list_file, label_file, list_format, data_root, num_classes)
     if list_format not in ("auto", "video", "frames"):
-        raise ValueError(f"list_format must be 'auto', 'video' or 'frames', got {list_format!r}")
+        raise ValueError(f"list_format must be 'auto', 'video', 'frames', 'sthv1', 'sthv2' or 'jester', "
+                         f"got {list_format!r}")
+    if label_file is not None:
+        raise ValueError(f"label_file is read only by the list formats {ANNOTATION_FORMATS} (their lists name "
+                         f"classes by text); list_format {list_format!r} has integer labels")
     root = Path(data_root) if data_root is not None else list_file.parent
-    try:
-        text = list_file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise VideoDataError(f"{list_file}: video list not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise VideoDataError(f"{list_file}: cannot read video list: {e}") from e
+    text = _read_text(list_file, "video list")
 
     expected = {"video": 2, "frames": 3}.get(list_format)
     records: list[VideoRecord] = []
@@ -142,6 +162,162 @@ def _parse_int(text: str, what: str, where: str) -> int:
         return int(text)
     except ValueError:
         raise VideoDataError(f"{where}: {what} must be an integer, got {text!r}") from None
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise VideoDataError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise VideoDataError(f"{path}: cannot read {what}: {e}") from e
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(_read_text(path, what))
+    except json.JSONDecodeError as e:
+        raise VideoDataError(f"{path}: malformed JSON {what}: {e.msg} at line {e.lineno}, "
+                             f"column {e.colno}") from None
+
+
+def read_label_names(label_file: str | Path, list_format: ListFormat) -> list[str]:
+    """Class names in class-index order from a dataset's published labels file.
+
+    ``sthv1`` / ``jester``: a csv of one label text per line, the class index being the line's position
+    (0-based; trailing blank lines are ignored, a blank line in between is an error). ``sthv2``: a JSON
+    object ``{label text: "index"}`` whose indices must be 0 .. n-1. Duplicates are errors: a text must
+    name one class.
+    """
+    label_file = Path(label_file)
+    if list_format not in ANNOTATION_FORMATS:
+        raise ValueError(f"list_format must be one of {ANNOTATION_FORMATS} to read a labels file, "
+                         f"got {list_format!r}")
+    if list_format == "sthv2":
+        mapping = _read_json(label_file, "labels file")
+        if not isinstance(mapping, dict) or not mapping:
+            raise VideoDataError(f"{label_file}: labels file must be a non-empty JSON object "
+                                 '{"label text": "index", ...}, got ' + type(mapping).__name__)
+        by_index: dict[int, str] = {}
+        for text, index_text in mapping.items():
+            index = _parse_int(str(index_text), f"the index of label {text!r}", str(label_file))
+            if index in by_index:
+                raise VideoDataError(f"{label_file}: labels {by_index[index]!r} and {text!r} share index {index}")
+            by_index[index] = text
+        if sorted(by_index) != list(range(len(by_index))):
+            missing = sorted(set(range(len(by_index))) - set(by_index))
+            raise VideoDataError(f"{label_file}: label indices must be 0 .. {len(by_index) - 1}; "
+                                 f"missing {missing[:10]}")
+        return [by_index[i] for i in range(len(by_index))]
+    lines = [line.strip() for line in _read_text(label_file, "labels file").splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        raise VideoDataError(f"{label_file}: labels file is empty")
+    first_line: dict[str, int] = {}
+    for line_no, text in enumerate(lines, start=1):
+        if not text:
+            raise VideoDataError(f"{label_file}, line {line_no}: blank line (the class index is the line's "
+                                 "position, so a blank line would shift every class after it)")
+        if text in first_line:
+            raise VideoDataError(f"{label_file}, line {line_no}: label {text!r} repeats line {first_line[text]}")
+        first_line[text] = line_no
+    return lines
+
+
+def read_annotation_list(list_file: str | Path, label_file: str | Path | None, list_format: ListFormat,
+                         data_root: str | Path | None = None,
+                         num_classes: int | None = None) -> list[VideoRecord]:
+    """Records of a Something-Something V1/V2 or Jester split in the dataset's published format.
+
+    * ``sthv1`` / ``jester``: ``list_file`` is ``something-something-v1-{train,validation}.csv`` /
+      ``jester-v1-{train,validation}.csv``, lines ``<id>;<label text>``; ``<root>/<id>`` must be a frame
+      folder (frames ``00001.jpg ...``, counted on first use).
+    * ``sthv2``: ``list_file`` is ``something-something-v2-{train,validation}.json``, a JSON list of
+      ``{"id", "label", "template", "placeholders"}``; the class is the ``template`` with its brackets
+      removed (``"Holding [something] next to [something]"`` -> ``"Holding something next to something"``).
+      The video is the frame folder ``<root>/<id>`` if it exists, else ``<root>/<id>.webm``.
+
+    ``label_file`` is the labels file (:func:`read_label_names`); class indices are its order. With
+    ``num_classes`` the labels file must hold exactly that many classes. The published test splits
+    carry ids only: they are refused, since training and evaluation need labels. ``data_root`` defaults
+    to the list file's folder. Every problem raises :class:`VideoDataError` naming the file and line
+    (JSON: entry) and the reason.
+    """
+    list_file = Path(list_file)
+    if list_format not in ANNOTATION_FORMATS:
+        raise ValueError(f"list_format must be one of {ANNOTATION_FORMATS}, got {list_format!r}")
+    if label_file is None:
+        raise ValueError(f"list_format {list_format!r} needs label_file: the dataset's labels file "
+                         "(something-something-v1-labels.csv, something-something-v2-labels.json or "
+                         "jester-v1-labels.csv), whose order gives the class indices")
+    label_file = Path(label_file)
+    root = Path(data_root) if data_root is not None else list_file.parent
+    names = read_label_names(label_file, list_format)
+    if num_classes is not None and len(names) != num_classes:
+        raise VideoDataError(f"{label_file}: {len(names)} classes, but num_classes is {num_classes} "
+                             "(set the model's class count to the labels file's)")
+    index_of = {name: i for i, name in enumerate(names)}
+
+    def label_of(text: str, where: str) -> int:
+        if text not in index_of:
+            close = difflib.get_close_matches(text, names, n=1)
+            hint = f" (closest: {close[0]!r})" if close else ""
+            raise VideoDataError(f"{where}: label {text!r} is not in the labels file {label_file}{hint}")
+        return index_of[text]
+
+    records: list[VideoRecord] = []
+    if list_format == "sthv2":
+        entries = _read_json(list_file, "video list")
+        if not isinstance(entries, list):
+            raise VideoDataError(f"{list_file}: expected a JSON list of videos, got {type(entries).__name__}")
+        for entry_no, entry in enumerate(entries, start=1):
+            where = f"{list_file}, entry {entry_no}"
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), (str, int)):
+                raise VideoDataError(f"{where}: expected an object with an \"id\", got {str(entry)[:200]}")
+            video_id = str(entry["id"]).strip()
+            where = f"{where} (id {video_id})"
+            if "template" not in entry:
+                if "label" not in entry:
+                    raise VideoDataError(_unlabelled(where, list_file))
+                raise VideoDataError(f"{where}: no \"template\", which names the class")
+            if not isinstance(entry["template"], str):
+                raise VideoDataError(f"{where}: \"template\" must be a string, got {entry['template']!r}")
+            label = label_of(entry["template"].replace("[", "").replace("]", "").strip(), where)
+            folder, video = root / video_id, root / f"{video_id}.webm"
+            if folder.is_dir():
+                records.append(VideoRecord(folder, label, None, list_file, entry_no, folder=True, line_kind="entry"))
+            elif video.is_file():
+                records.append(VideoRecord(video, label, None, list_file, entry_no, line_kind="entry"))
+            else:
+                raise VideoDataError(f"{where}: neither frame folder {folder} nor video file {video} found")
+    else:
+        for line_no, line in enumerate(_read_text(list_file, "video list").splitlines(), start=1):
+            line = line.strip()
+            if not line:
+                continue
+            where = f"{list_file}, line {line_no}"
+            video_id, separator, text = (part.strip() for part in line.partition(";"))
+            if not separator:
+                if len(line.split()) == 1:
+                    raise VideoDataError(_unlabelled(where, list_file))
+                raise VideoDataError(f"{where}: expected '<id>;<label text>', no ';' in {line!r}")
+            if not video_id:
+                raise VideoDataError(f"{where}: empty video id in {line!r}")
+            label = label_of(text, where)
+            folder = root / video_id
+            if not folder.is_dir():
+                raise VideoDataError(f"{where}: frame folder not found: {folder}")
+            records.append(VideoRecord(folder, label, None, list_file, line_no, folder=True))
+    if not records:
+        raise VideoDataError(f"{list_file}: video list is empty")
+    return records
+
+
+def _unlabelled(where: str, list_file: Path) -> str:
+    return (f"{where}: a video id without a label: {list_file.name} looks like the test split, which is "
+            "published without labels; labels are needed for training and evaluation, so give the "
+            "train or validation list")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -378,6 +554,19 @@ def _read_folder(folder: Path, idx: np.ndarray, image_template: str) -> torch.Te
     return torch.stack(images)
 
 
+def _count_folder(folder: Path, image_template: str) -> int:
+    """Frames of a frame folder (consecutive images from 1); a missing folder or no such image is an error."""
+    if not folder.is_dir():
+        raise VideoDataError(f"{folder}: frame folder not found")
+    count = count_frames(folder, image_template=image_template)
+    if count == 0:
+        jpegs = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+        found = f"it holds {len(jpegs)} JPEGs, the first {jpegs[0]!r}; " if jpegs else "it holds no JPEGs; "
+        raise VideoDataError(f"{folder}: no frames: {image_template.format(1)!r} (image_template "
+                             f"{image_template!r}) not found; {found}check the folder and the image template")
+    return count
+
+
 # ----------------------------------------------------------------------------------------------------
 # Dataset
 
@@ -395,9 +584,10 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def __init__(self, list_file: str | Path, data_root: str | Path | None = None, num_frames: int = 8,
                  train: bool = False, num_classes: int | None = None, decoder: Decoder = "decord",
-                 list_format: ListFormat = "auto", image_template: str = DEFAULT_IMAGE_TEMPLATE,
+                 list_format: ListFormat = "auto", image_template: str | None = None,
                  annotation_root: str | Path | None = None, transform: Transform | None = None,
-                 skip_corrupt: bool = False, seed: int = 0, cache_videos: bool = False) -> None:
+                 skip_corrupt: bool = False, seed: int = 0, cache_videos: bool = False,
+                 label_file: str | Path | None = None) -> None:
         _check_decoder(decoder)
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -405,18 +595,23 @@ class VideoDataset(torch.utils.data.Dataset):
             raise ValueError(f"seed must be >= 0 (it seeds numpy's SeedSequence), got {seed}")
         self.list_file = Path(list_file)
         self.data_root = Path(data_root) if data_root is not None else self.list_file.parent
-        self.records = read_video_list(self.list_file, self.data_root, list_format, num_classes)
+        self.records = read_video_list(self.list_file, self.data_root, list_format, num_classes, label_file)
+        # Class names in index order, where the list names classes by text (the annotation formats).
+        self.class_names = read_label_names(label_file, list_format) if label_file is not None else None
         self.num_frames = num_frames
         self.train = train
         self.num_classes = num_classes
         self.decoder = decoder
-        self.image_template = image_template
+        # None: the format's own frame names ("{:05d}.jpg" for the published V1 / Jester folders).
+        self.image_template = image_template if image_template is not None \
+            else FORMAT_IMAGE_TEMPLATES.get(list_format, DEFAULT_IMAGE_TEMPLATE)
         self.annotation_root = Path(annotation_root) if annotation_root is not None else None
         self.transform = transform
         self.skip_corrupt = skip_corrupt
         self.seed = seed
         self.epoch = 0
-        # PyAV counts frames by decoding them all; counts never change, so cache them (per process).
+        # PyAV counts frames by decoding them all, and folders of the annotation formats have no count in
+        # their list; counts never change, so cache them (per process).
         self._frame_counts: dict[int, int] = {}
         # cache_videos: keep every decoded video (all its frames) in memory and sample from it; for small
         # sets decoded every epoch (the synthetic benchmark). Per process: use with num_workers=0.
@@ -517,7 +712,10 @@ class VideoDataset(torch.utils.data.Dataset):
         if record.num_frames is not None:
             return record.num_frames
         if index not in self._frame_counts:
-            self._frame_counts[index] = count_frames(record.path, self.decoder)
+            if record.is_folder:
+                self._frame_counts[index] = _count_folder(record.path, self.image_template)
+            else:
+                self._frame_counts[index] = count_frames(record.path, self.decoder)
         return self._frame_counts[index]
 
     def _annotation(self, index: int, available: int,
