@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -555,12 +556,19 @@ def _read_folder(folder: Path, idx: np.ndarray, image_template: str) -> torch.Te
 
 
 def _count_folder(folder: Path, image_template: str) -> int:
-    """Frames of a frame folder (consecutive images from 1); a missing folder or no such image is an error."""
-    if not folder.is_dir():
-        raise VideoDataError(f"{folder}: frame folder not found")
-    count = count_frames(folder, image_template=image_template)
+    """Frames of a frame folder: consecutive images from 1 (as :func:`count_frames`), found in one directory
+    listing rather than one file check per frame. A missing folder or no first image is an error."""
+    try:
+        names = {entry.name for entry in os.scandir(folder)}
+    except FileNotFoundError:
+        raise VideoDataError(f"{folder}: frame folder not found") from None
+    except OSError as e:
+        raise VideoDataError(f"{folder}: cannot list frame folder: {e}") from e
+    count = 0
+    while image_template.format(count + 1) in names:
+        count += 1
     if count == 0:
-        jpegs = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+        jpegs = sorted(name for name in names if name.lower().endswith((".jpg", ".jpeg")))
         found = f"it holds {len(jpegs)} JPEGs, the first {jpegs[0]!r}; " if jpegs else "it holds no JPEGs; "
         raise VideoDataError(f"{folder}: no frames: {image_template.format(1)!r} (image_template "
                              f"{image_template!r}) not found; {found}check the folder and the image template")
