@@ -9,11 +9,18 @@ import gymnasium
 from .adafocus_env import AdaFocusEnv
 from .boundary import check_actions, to_host
 from .episodes import EnvConfig, FocusEpisodes, StepResult
+from .frame_episodes import (FrameCosts, FrameEpisodes, FrameReader, JumpEpisodes, MultiAgentEpisodes,
+                             SkipEpisodes)
+from .frame_vec_env import FrameEnv, FrameVecEnv
 from .reward import REWARDS, confidence, confidence_gain
 from .vec_env import AdaFocusVecEnv
 
 if "AdaFocus-v0" not in gymnasium.registry:
     gymnasium.register("AdaFocus-v0", entry_point="adafocus.presets:make_default_env")
+for _name, _kind in (("AdaFocusPlus-v0", "pi_prime"), ("AdaFrame-v0", "adaframe"), ("MultiAgent-v0", "multiagent")):
+    if _name not in gymnasium.registry:  # frame policies on the temporal synthetic variant (adafocus.temporal)
+        gymnasium.register(_name, entry_point="adafocus.temporal:make_frame_env", kwargs={"kind": _kind})
 
-__all__ = ["AdaFocusEnv", "AdaFocusVecEnv", "EnvConfig", "FocusEpisodes", "REWARDS", "StepResult",
+__all__ = ["AdaFocusEnv", "AdaFocusVecEnv", "EnvConfig", "FocusEpisodes", "FrameCosts", "FrameEnv", "FrameEpisodes",
+           "FrameReader", "FrameVecEnv", "JumpEpisodes", "MultiAgentEpisodes", "REWARDS", "SkipEpisodes", "StepResult",
            "check_actions", "confidence", "confidence_gain", "to_host"]

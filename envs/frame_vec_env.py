@@ -1,0 +1,110 @@
+"""Frame policies as environments: an SB3 VecEnv over batched :class:`FrameEpisodes`, and its N = 1 view.
+
+MultiAgent is served the same way, one VecEnv slot per agent: the agents of a video are ``agents``
+consecutive slots, each observing its own frame plus the shared context, so one SB3 policy (the
+paper's shared policy) is trained on all agents' experience by any single-agent algorithm. (PettingZoo
+would add a dependency and a wrapper layer to reach SB3 again, for the same thing.) The single-env view
+of MultiAgent is the joint one: one video, all agents' observations stacked, a MultiDiscrete action.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from .boundary import check_actions, to_host
+from .frame_episodes import FrameEpisodes, FrameStep
+from .vec_env import AdaFocusVecEnv
+
+
+def _host(episodes: FrameEpisodes, result: FrameStep) -> tuple[dict[str, np.ndarray], np.ndarray, list[dict]]:
+    """Observations, rewards and per-slot infos on the host, from one packed transfer."""
+    a = episodes.agents
+    host = to_host({**result.observation, "reward": result.reward,
+                    "prediction": result.logits.argmax(-1).repeat_interleave(a),
+                    "gflops": result.spent.repeat_interleave(a), "video": episodes.video.repeat_interleave(a),
+                    "decisions": episodes.decisions.repeat_interleave(a)})
+    infos = [{"prediction": int(host["prediction"][i]), "gflops": float(host["gflops"][i]),
+              "video": int(host["video"][i]), "decisions": int(host["decisions"][i])}
+             for i in range(len(host["video"]))]
+    return {key: host[key] for key in result.observation}, host["reward"].astype(np.float32), infos
+
+
+class FrameVecEnv(AdaFocusVecEnv):
+    """``rows`` videos stepped together; ``rows * agents`` slots. A row whose episode ends is given a new
+    video at once (SB3's auto-reset), drawn from the generator of its first slot (seeded ``seed + slot``).
+    The VecEnv plumbing (seeding, action checks, attributes) is :class:`AdaFocusVecEnv`'s."""
+
+    def __init__(self, episodes: FrameEpisodes, rows: int, seed: int = 0) -> None:
+        if rows < 1:
+            raise ValueError(f"rows must be >= 1, got {rows}")
+        super().__init__(episodes, rows * episodes.agents, seed)  # type: ignore[arg-type]
+        self.rows = rows
+
+    def _draw(self, rows: Iterable[int]) -> torch.Tensor:
+        a = self.episodes.agents
+        return torch.tensor([int(self.rngs[r * a].integers(self.episodes.num_videos)) for r in rows])
+
+    def _begin(self) -> dict[str, torch.Tensor]:
+        return self.episodes.begin(self._draw(range(self.rows)))
+
+    def step_wait(self) -> VecEnvStepReturn:
+        result = self.episodes.step(torch.as_tensor(self.actions))
+        obs, rewards, infos = _host(self.episodes, result)
+        ended = result.done.nonzero()[:, 0].cpu()
+        dones = np.repeat(result.done.cpu().numpy(), self.episodes.agents)
+        if len(ended):
+            for i in np.flatnonzero(dones):
+                infos[i]["terminal_observation"] = {key: value[i] for key, value in obs.items()}
+                infos[i]["TimeLimit.truncated"] = False
+            self.episodes.restart(ended, self._draw(ended.tolist()))
+            obs = to_host(self.episodes.observation())
+        return obs, rewards, dones, infos
+
+
+class FrameEnv(gym.Env):
+    """One frame-policy episode as a gymnasium.Env (the batched core with one row).
+
+    With one agent per video the spaces are the VecEnv's; with A agents (MultiAgent) the observation
+    stacks the A agents' observations (A, ...) and the action is MultiDiscrete([n] * A).
+    ``info`` holds the prediction, the GFLOPs spent on the video so far, the video and the decisions taken.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(self, episodes: FrameEpisodes) -> None:
+        self.episodes = episodes
+        a = episodes.agents
+        if a == 1:
+            self.observation_space, self.action_space = episodes.observation_space, episodes.action_space
+        else:
+            self.observation_space = spaces.Dict({
+                key: spaces.Box(np.broadcast_to(box.low, (a, *box.shape)).copy(),
+                                np.broadcast_to(box.high, (a, *box.shape)).copy(), dtype=np.float32)
+                for key, box in episodes.observation_space.spaces.items()})
+            self.action_space = spaces.MultiDiscrete([int(episodes.action_space.n)] * a)
+
+    def _view(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.episodes.agents == 1:
+            return {key: value[0] for key, value in batch.items()}
+        return batch
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        video = int(self.np_random.integers(self.episodes.num_videos))
+        obs = self.episodes.begin(torch.tensor([video]))
+        return self._view(to_host(obs)), {"video": video}
+
+    def step(self, action):
+        a = self.episodes.agents
+        actions = check_actions(np.asarray(action).reshape(-1), spaces.Discrete(int(self.episodes.action_space.n)), a)
+        if bool(self.episodes.finished[0]):
+            raise RuntimeError("the episode is over: call reset() first")
+        result = self.episodes.step(torch.as_tensor(actions))
+        obs, rewards, infos = _host(self.episodes, result)
+        return self._view(obs), float(rewards[0]), bool(result.done[0]), False, infos[0]
