@@ -1,0 +1,223 @@
+"""AdaFocus beside the frame-selection baselines (AR-Net, SCSampler, LiteEval, Listen-to-look) on one benchmark.
+
+All methods share the backbones of one AdaFocus run: f_G as the run has it and f_L with its whole-frame head
+from the run's warm-up. Each baseline trains its own networks (frozen backbones; their features computed
+once per split) with its own loss through the shared training loop, then is evaluated from pixels on the
+validation clips: top-1, mAP, GFLOPs per video (the shared counter, selectors included) and measured
+videos/s. AdaFocus, random, center, oracle, global-only and full frame come from :func:`evaluate_run` on the
+same run, in the same process. One table (``results.json``) and one accuracy-vs-GFLOPs plot.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from adafocus.agents.arnet import ARNet, ARNetConfig
+from adafocus.agents.frame_selection import FrameSelector, FrozenFeatures
+from adafocus.agents.liteeval import LiteEval
+from adafocus.agents.listen_to_look import ListenToLook
+from adafocus.agents.scsampler import SCSampler
+from adafocus.backbones import AdaFocusModel
+from adafocus.data.clips import ClipSet
+
+from . import checkpoint, plotting
+from .config import RunConfig, StageConfig, to_dict
+from .evaluation import PolicyResult, Rollout, summarize
+from .pipeline import build_model, evaluate_run, main_job, open_run, stage_done
+from .runs import clip_set, data_paths
+from .training import Environment, StageTask, setup_environment, train_stage
+
+METHODS = ("arnet", "scsampler", "liteeval", "listen_to_look")
+PLOTTED = ("adafocus", "random", "center", "full_frame", *METHODS)
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """How the four baselines are built and trained (SGD, Nesterov, cosine: the shared loop's optimiser).
+
+    frames: K, the frames SCSampler and Listen-to-look read; arnet: AR-Net's resolutions and efficiency
+    weight (:data:`adafocus.agents.arnet.PAPER` is the paper's 224/168/112/84); liteeval_weight: LiteEval's
+    compute penalty.
+    """
+
+    epochs: int = 30
+    lr: float = 0.05
+    batch_size: int = 32
+    frames: int = 4
+    arnet: ARNetConfig = field(default_factory=ARNetConfig)
+    liteeval_weight: float = 0.5
+    methods: tuple[str, ...] = METHODS
+
+    def __post_init__(self) -> None:
+        unknown = set(self.methods) - set(METHODS)
+        if unknown:
+            raise ValueError(f"methods must be among {METHODS}, got {sorted(unknown)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {self.epochs}, "
+                             f"{self.batch_size}, {self.lr}")
+
+
+def build_selector(name: str, model: AdaFocusModel, config: BaselineConfig) -> FrameSelector:
+    """One baseline by name over ``model``'s (frozen) f_G, f_L and whole-frame head."""
+    if name == "arnet":
+        return ARNet(model, config.arnet)
+    if name == "scsampler":
+        return SCSampler(model, frames=config.frames)
+    if name == "liteeval":
+        return LiteEval(model, compute_weight=config.liteeval_weight)
+    if name == "listen_to_look":
+        return ListenToLook(model, frames=config.frames)
+    raise ValueError(f"unknown method {name!r}; choose one of {METHODS}")
+
+
+class _IndexSet(Dataset):
+    """Video indices with labels: batches index the precomputed frozen features."""
+
+    def __init__(self, labels: torch.Tensor) -> None:
+        self.labels = labels.cpu()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"index": i, "label": self.labels[i]}
+
+
+class SelectorTask(StageTask):
+    """A frame-selection method as a task of the shared training loop, over precomputed frozen features.
+
+    Only the method's own networks train (``lr_classifier``); the backbones stay frozen and in eval mode.
+    """
+
+    def __init__(self, selector: FrameSelector, train: FrozenFeatures, val: FrozenFeatures) -> None:
+        super().__init__()
+        self.model = selector
+        self.features = {"train": train, "val": val}
+
+    def forward(self, batch: dict[str, Any]):
+        features = self.features["train" if self.training else "val"]
+        index, labels = batch["index"], batch["label"]
+        selection = self.model.select(features.subset(index.to(features.maps.device)))
+        return self.model.loss(selection, labels), selection.logits, labels
+
+    def param_groups(self, stage: StageConfig) -> list[dict[str, Any]]:
+        return [{"params": self.model.trainable_parameters(), "lr": stage.lr_classifier}]
+
+
+def train_selector(selector: FrameSelector, train: tuple[FrozenFeatures, torch.Tensor],
+                   val: tuple[FrozenFeatures, torch.Tensor], folder: Path, config: BaselineConfig, run: RunConfig,
+                   env: Environment, progress: bool = True) -> dict[str, float]:
+    """Train ``selector`` into ``folder/checkpoint.pt`` (a finished checkpoint is loaded instead)."""
+    stage = StageConfig(epochs=config.epochs, lr_global=0.0, lr_local=0.0, lr_classifier=config.lr,
+                        batch_size=config.batch_size)
+    task = SelectorTask(selector, train[0], val[0])
+    settings = {k: v for k, v in to_dict(config).items() if k != "methods"}
+    meta = {"model": to_dict(run.model), "method": selector.name, "baseline": settings}
+    path = folder / "checkpoint.pt"
+    if stage_done(path, stage.epochs):
+        state = checkpoint.load(path, env.device)
+        checkpoint.check_architecture(state, meta["model"], path)
+        if state["config"].get("baseline") != settings:
+            raise ValueError(f"{path} was trained with other baseline settings; delete it or pass another --out")
+        selector.load_state_dict(state["model"])
+        return state["metrics"]
+    folder.mkdir(parents=True, exist_ok=True)
+    return train_stage(task, stage, _IndexSet(train[1]), _IndexSet(val[1]), folder, env, run.model.num_classes,
+                       run.seed, meta, resume=True, progress=progress, name=selector.name)
+
+
+@torch.no_grad()
+def evaluate_selector(selector: FrameSelector, clips: ClipSet, batch_size: int = 32) -> PolicyResult:
+    """``predict`` from pixels over every clip: top-1, mAP, mean GFLOPs per video and measured videos/s."""
+    device = selector._device
+    selector.eval()
+    logits, gmacs = [], []
+    began = time.perf_counter()
+    for start in range(0, len(clips), batch_size):
+        out = selector.predict(clips.frames[start:start + batch_size].to(device))
+        logits.append(out.logits)
+        gmacs.append(out.gmacs)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - began
+    run = Rollout(torch.cat(logits)[:, None], clips.labels.to(device), None, seconds)
+    return summarize(run, float(torch.cat(gmacs).mean()), curve=False)
+
+
+def shared_features(selector: FrameSelector, clips: dict[str, ClipSet], resolutions: tuple[int, ...],
+                    warmup: Path, cache: Path) -> dict[str, FrozenFeatures]:
+    """The frozen f_G maps and f_L features of every split at ``resolutions``, computed once and kept in
+    ``cache`` (reused while it was computed from the same warm-up checkpoint, resolutions and clip count)."""
+    key = {"warmup": str(Path(warmup).resolve()), "warmup_mtime": Path(warmup).stat().st_mtime_ns,
+           "resolutions": list(resolutions), "videos": {k: len(c) for k, c in clips.items()}}
+    if cache.is_file():
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        if saved["key"] == key:
+            return {split: FrozenFeatures(f["maps"], f["local"]) for split, f in saved["features"].items()}
+    features = {split: selector.frozen_features(c.frames, resolutions=resolutions) for split, c in clips.items()}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save_atomic({"key": key, "features": {split: {"maps": f.maps.cpu(), "local": {r: x.cpu() for r, x in f.local.items()}}
+                                                     for split, f in features.items()}}, cache)
+    return features
+
+
+def compare(run_folder: Path, out: Path, config: BaselineConfig, run_config: RunConfig | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """AdaFocus (the run in ``run_folder``; trained there first by the main job if it is not finished) and the
+    four baselines on the run's benchmark. Writes ``out/results.json`` and ``out/plots/accuracy_vs_gflops``;
+    returns the results (``policies``: one row per method) and the files written (``written``)."""
+    run_folder, out = Path(run_folder), Path(out)
+    if not (run_folder / "results.json").is_file():
+        if run_config is None:
+            raise FileNotFoundError(f"{run_folder} holds no finished AdaFocus run and no config was given to train one")
+        main_job(run_config, run_folder, progress=progress)
+    files = open_run(run_folder)
+    run = files.config
+    if run_config is not None and run.preset != run_config.preset:
+        raise ValueError(f"{run_folder} holds a {run.preset!r} run, not {run_config.preset!r}")
+    if files.policy is None or files.warmup is None:
+        raise FileNotFoundError(f"{run_folder}: the AdaFocus run lacks its policy or warm-up checkpoint")
+    env = setup_environment(run.device)
+    evaluation = evaluate_run(run, files.checkpoint, files.policy, progress=progress, full_frame=files.warmup)
+    policies = {("adafocus" if k == "learned" else k): v for k, v in evaluation.results["policies"].items()}
+
+    paths = data_paths(run, progress)
+    clips = {split: clip_set(run, paths, split, progress) for split in ("train", "val")}
+    model = build_model(run, files.warmup, env.device)  # shared backbones: f_G, f_L and head of the warm-up
+    selectors = {name: build_selector(name, model, config).to(env.device) for name in config.methods}
+    resolutions = tuple(sorted({r for s in selectors.values() for r in s.resolutions}, reverse=True))
+    began = time.perf_counter()
+    features = shared_features(next(iter(selectors.values())), clips, resolutions, files.warmup, out / "frozen_features.pt")
+    features = {split: (f.to(env.device), clips[split].labels.to(env.device)) for split, f in features.items()}
+    timings = {"frozen_features_seconds": time.perf_counter() - began}
+    for name, selector in selectors.items():
+        torch.manual_seed(run.seed)
+        began = time.perf_counter()
+        metrics = train_selector(selector, features["train"], features["val"], out / name, config, run, env, progress)
+        timings[f"{name}_train_seconds"] = time.perf_counter() - began
+        result = evaluate_selector(selector, clips["val"])
+        policies[name] = {**result.row(), "train_metrics": metrics}
+    results = {"policies": policies, "run": str(run_folder), "preset": run.preset, "videos": len(clips["val"]),
+               "frames": clips["val"].num_frames, "baseline": to_dict(config), "timings": timings,
+               "threads": torch.get_num_threads(), "device": str(env.device)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    plotted = {k: policies[k] for k in PLOTTED if k in policies}
+    written = {"results": [out / "results.json"],
+               "budget": plotting.plot_budget_curves(plotted, out / "plots" / "accuracy_vs_gflops",
+                                                     f"{run.preset}: top-1 vs GFLOPs per video")}
+    return {**results, "written": written}
+
+
+def with_preset_defaults(config: BaselineConfig, frame_size: int) -> BaselineConfig:
+    """AR-Net's resolutions scaled to the frames when they were left at the 112-pixel default."""
+    if frame_size == 112 or config.arnet.resolutions != ARNetConfig().resolutions:
+        return config
+    scaled = tuple(max(1, round(frame_size * r / 112)) for r in ARNetConfig().resolutions)
+    return replace(config, arnet=replace(config.arnet, resolutions=scaled))

@@ -1,0 +1,69 @@
+"""AdaFocus beside AR-Net, SCSampler, LiteEval and Listen-to-look (image-based), on the embedded synthetic
+benchmark and on its temporal variant: one table per benchmark (top-1, mAP, GFLOPs per video, videos/s)
+and one accuracy-vs-GFLOPs plot.
+
+    python experiments/compare_baselines.py                      # both benchmarks
+    python experiments/compare_baselines.py --presets synthetic  # one
+    python experiments/compare_baselines.py --out runs/baselines --runs runs/synthetic runs/temporal
+
+Each benchmark's AdaFocus run folder (``--runs``, one per preset) is reused when finished (its warm-up gives
+every method its backbones); a missing one is trained first by the main job, as ``train_policy.py`` would.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from adafocus.agents.arnet import ARNetConfig
+from adafocus.baselines import METHODS, BaselineConfig, compare, with_preset_defaults
+from adafocus.cli import print_results
+from adafocus.config import preset
+
+DEFAULT_RUNS = {"synthetic": "runs/synthetic", "synthetic_temporal": "runs/temporal"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["synthetic", "synthetic_temporal"])
+    parser.add_argument("--runs", nargs="+", help="AdaFocus run folder per preset (default: runs/synthetic, runs/temporal)")
+    parser.add_argument("--out", default="runs/baselines", help="results go to <out>/<preset>/")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--epochs", type=int, default=BaselineConfig.epochs)
+    parser.add_argument("--lr", type=float, default=BaselineConfig.lr)
+    parser.add_argument("--batch-size", type=int, default=BaselineConfig.batch_size)
+    parser.add_argument("--frames", type=int, default=BaselineConfig.frames, help="K for SCSampler and Listen-to-look")
+    parser.add_argument("--resolutions", type=int, nargs="+", help="AR-Net's resolutions (default: the paper's "
+                        "224/168/112/84 scaled to the frame size)")
+    parser.add_argument("--efficiency-weight", type=float, default=ARNetConfig.efficiency_weight, help="AR-Net's lambda")
+    parser.add_argument("--liteeval-weight", type=float, default=BaselineConfig.liteeval_weight)
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    runs = args.runs or [DEFAULT_RUNS.get(name, f"runs/{name}") for name in args.presets]
+    if len(runs) != len(args.presets):
+        parser.error(f"--runs needs one folder per preset: {len(args.presets)} presets, {len(runs)} folders")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    arnet = ARNetConfig(efficiency_weight=args.efficiency_weight)
+    if args.resolutions:
+        arnet = ARNetConfig(resolutions=tuple(args.resolutions), efficiency_weight=args.efficiency_weight)
+    base = BaselineConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, frames=args.frames, arnet=arnet,
+                          liteeval_weight=args.liteeval_weight, methods=tuple(args.methods))
+    summary = {}
+    for name, run in zip(args.presets, runs):
+        config = preset(name)
+        results = compare(Path(run), Path(args.out) / name, with_preset_defaults(base, config.model.frame_size),
+                          run_config=config, progress=not args.no_progress)
+        written = results.pop("written")
+        print_results(results, written, f"{name}: AdaFocus and the frame-selection baselines "
+                                        f"({results['videos']} validation videos, T = {results['frames']})")
+        summary[name] = {k: {m: v[m] for m in ("top1", "mAP", "gflops_per_video", "videos_per_second")}
+                         for k, v in results["policies"].items()}
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
