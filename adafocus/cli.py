@@ -16,7 +16,7 @@ from .config import PRESETS, RunConfig, preset
 ALIASES = {
     "--train-list": "data.train_list", "--val-list": "data.val_list", "--data-root": "data.data_root",
     "--annotation-root": "data.annotation_root", "--decoder": "data.decoder", "--frames": "data.frames",
-    "--skip-corrupt": "data.skip_corrupt", "--workers": "data.workers",
+    "--skip-corrupt": "data.skip_corrupt", "--workers": "data.workers", "--label-file": "data.label_file",
     "--patch": "model.patch_size", "--global-size": "model.global_size", "--num-classes": "model.num_classes",
     "--algo": "policy.algo", "--total-timesteps": "policy.total_timesteps", "--n-envs": "policy.n_envs",
     "--device": "device", "--seed": "seed",
@@ -61,7 +61,8 @@ def build_parser(description: str, config: RunConfig) -> argparse.ArgumentParser
             continue
         names = [f"--{path}"] + ([aliases[path]] if path in aliases else [])
         flag = dict(nargs="?", const=True) if isinstance(value, bool) else {}  # "--skip-corrupt" alone means true
-        parser.add_argument(*names, dest=path, type=_parser_for(hint, value), default=None,
+        # SUPPRESS: an option not given leaves no attribute, so "--x none" can set a field to None
+        parser.add_argument(*names, dest=path, type=_parser_for(hint, value), default=argparse.SUPPRESS,
                             metavar=type(value).__name__.upper() if value is not None else "VALUE",
                             help=f"(preset: {value})", **flag)
     return parser
@@ -92,11 +93,11 @@ def parse_config(description: str, argv: list[str] | None = None,
     if extra is not None:
         extra(parser)
     args = parser.parse_args(argv)
+    given = vars(args)
     for path, _, _ in _leaves(config):
-        value = getattr(args, path, None)
-        if value is not None:
-            config = _set(config, path, value)
-    if config.data.train_list is None and config.preset != "synthetic" and not known.config:
+        if path in given:
+            config = _set(config, path, given[path])
+    if config.data.train_list is None and not config.preset.startswith("synthetic") and not known.config:
         parser.error(f"preset {config.preset!r} trains on real data: give --train-list and --val-list")
     return config, args
 

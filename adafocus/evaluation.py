@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
+from torch import nn
 from torchmetrics.functional.classification import multiclass_average_precision
 
 from adafocus.agents import FocusAgent
@@ -56,7 +58,7 @@ def rollout(episodes: FocusEpisodes, agent: FocusAgent, batch_size: int = 64) ->
         obs = episodes.begin(index)
         agent.reset(len(index))
         step_logits, step_corners = [], []
-        for _ in range(episodes.num_frames):
+        for _ in range(episodes.num_steps):
             result = episodes.step(agent.act(obs, deterministic=True))
             obs = result.observation
             step_logits.append(result.logits)
@@ -77,16 +79,21 @@ def global_only_rollout(episodes: FocusEpisodes) -> Rollout:
 
 
 @torch.no_grad()
-def full_frame_rollout(model: AdaFocusModel, clips: ClipSet, batch_size: int = 16) -> Rollout:
-    """f_L on every whole frame at full resolution, frame logits averaged (the warm-up's f_L head)."""
+def clip_rollout(classify: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, clips: ClipSet,
+                 batch_size: int = 16, steps: int = 1) -> Rollout:
+    """A policy-free baseline: ``classify`` (a method of ``model``) maps clips (B, T, 3, H, W) to logits (B, K);
+    the rollout repeats them over ``steps`` steps."""
     device = next(model.parameters()).device
     began = time.perf_counter()
     with evaluating(model):
-        logits = torch.cat([model.classify_full_frames(clips.frames[i:i + batch_size].to(device))
-                            for i in range(0, len(clips), batch_size)])
+        logits = torch.cat([classify(clips.frames[i:i + batch_size].to(device)) for i in range(0, len(clips), batch_size)])
     _synchronize(device)
-    return Rollout(logits[:, None].expand(-1, clips.num_frames, -1), clips.labels.to(device), None,
-                   time.perf_counter() - began)
+    return Rollout(logits[:, None].expand(-1, steps, -1), clips.labels.to(device), None, time.perf_counter() - began)
+
+
+def full_frame_rollout(model: AdaFocusModel, clips: ClipSet, batch_size: int = 16) -> Rollout:
+    """f_L on every whole frame at full resolution, frame logits averaged (the warm-up's f_L head)."""
+    return clip_rollout(model.classify_full_frames, model, clips, batch_size, clips.num_frames)
 
 
 def exit_steps(logits: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -19,30 +19,50 @@ from torch.utils.data import Dataset
 
 from adafocus.agents import (CenterAgent, FocusAgent, OracleAgent, RandomAgent, action_kind, load_agent,
                              make_algorithm, policy_gmacs, save_agent)
-from adafocus.backbones import AdaFocusModel, full_frame_cost, global_only_cost, step_cost
+from adafocus.backbones import (AdaFocusModel, ClipFocusModel, StepCost, clip_cost, full_frame_cost, global_only_cost,
+                                step_cost, tsm_costs)
 from adafocus.data.clips import ClipSet
 from adafocus.data.video import collate_videos
-from adafocus.envs import AdaFocusVecEnv, EnvConfig, FocusEpisodes
+from adafocus.envs import AdaFocusVecEnv, ClipEpisodes, EnvConfig, FocusEpisodes
 
 from . import checkpoint, plotting
 from .config import RunConfig, to_dict
-from .evaluation import PolicyResult, Rollout, full_frame_rollout, global_only_rollout, rollout, summarize
+from .evaluation import (PolicyResult, Rollout, clip_rollout, full_frame_rollout, global_only_rollout, rollout,
+                         summarize)
 from .runs import clip_set, data_paths, video_dataset
-from .stages import PatchTask, PolicyTask, WarmupTask
+from .stages import ClipPatchTask, PatchTask, PolicyTask, WarmupTask
 from .training import Environment, setup_environment, train_stage
 
-SUPERVISED = ("warmup", "stage1", "stage3")
+SUPERVISED = ("warmup", "stage1", "stage3", "tsm_plus")
+Model = AdaFocusModel | ClipFocusModel
 
 
-def build_model(config: RunConfig, init: Path | None, device: torch.device | str = "cpu") -> AdaFocusModel:
+def clip_level(config: RunConfig) -> bool:
+    """Whether the run is clip-level AdaFocus (Section 4.2: one patch per clip, linear f_C)."""
+    return config.model.glance_frames is not None
+
+
+def build_model(config: RunConfig, init: Path | None, device: torch.device | str = "cpu") -> Model:
     """An AdaFocus network of the run's shape (initialised from the run's seed), with weights from a
-    checkpoint of an earlier stage."""
+    checkpoint of an earlier stage: per frame (Section 4.1) or per clip (Section 4.2, ``glance_frames``)."""
     torch.manual_seed(config.seed)
-    model = AdaFocusModel(config.model)
+    model = (ClipFocusModel if clip_level(config) else AdaFocusModel)(config.model)
     if init is not None:
         state = checkpoint.load(init)
         checkpoint.load_model_state(model, state, init, to_dict(config.model))
     return model.to(device)
+
+
+def make_episodes(model: Model, clips: ClipSet, env_config: EnvConfig, device: torch.device | str,
+                  step_gmacs: float = 0.0) -> FocusEpisodes | ClipEpisodes:
+    """The batched episodes of the model's form: one step per frame, or one step per clip."""
+    kind = ClipEpisodes if isinstance(model, ClipFocusModel) else FocusEpisodes
+    return kind(model, clips, env_config, device, step_gmacs)
+
+
+def model_cost(model: Model, frames: int) -> StepCost:
+    """GMACs of one env step: one frame (per-frame AdaFocus) or one clip of ``frames`` frames."""
+    return clip_cost(model, frames) if isinstance(model, ClipFocusModel) else step_cost(model)
 
 
 def stage_done(path: Path, epochs: int) -> bool:
@@ -76,11 +96,16 @@ def policy_env_config(config: RunConfig, policy: Path) -> EnvConfig:
 def run_supervised(config: RunConfig, stage: str, out: Path, init: Path | None = None,
                    policy: Path | None = None, resume: bool = True, progress: bool = True,
                    env: Environment | None = None) -> Path:
-    """Train one supervised stage into ``out/<stage>/checkpoint.pt`` and return that path."""
+    """Train one supervised stage into ``out/<stage>/checkpoint.pt`` and return that path.
+
+    ``tsm_plus`` is stage I of the clip-level model on whole frames (the TSM+ baseline, Section 4.2).
+    """
     if stage not in SUPERVISED:
         raise ValueError(f"stage must be one of {SUPERVISED}, got {stage!r}")
+    if stage == "tsm_plus" and not clip_level(config):
+        raise ValueError("TSM+ is the clip-level baseline of Section 4.2: set --model.glance_frames (e.g. --preset sthsth)")
     env = env or setup_environment(config.device)
-    stage_cfg: Any = getattr(config, stage)
+    stage_cfg: Any = replace(config.stage1, patches="full") if stage == "tsm_plus" else getattr(config, stage)
     folder = Path(out) / stage
     ckpt = folder / "checkpoint.pt"
     if resume and stage_done(ckpt, stage_cfg.epochs):
@@ -93,11 +118,14 @@ def run_supervised(config: RunConfig, stage: str, out: Path, init: Path | None =
         agent = load_agent(policy, config.policy.algo, env.device)
         train_clips, val_clips = clip_set(config, paths, "train", progress), clip_set(config, paths, "val", progress)
         env_config = replace(policy_env_config(config, policy), reward="conf")  # no reference patch needed
-        episodes = [FocusEpisodes(model, c, env_config, env.device) for c in (train_clips, val_clips)]
+        episodes = [make_episodes(model, c, env_config, env.device) for c in (train_clips, val_clips)]
         task = PolicyTask(model, agent, *episodes)
         train_set, val_set, collate = _IndexSet(train_clips), _IndexSet(val_clips), None
     else:
-        task = WarmupTask(model, stage_cfg.lr_global > 0) if stage == "warmup" else PatchTask(model, stage_cfg.patches)
+        if stage == "warmup":
+            task = WarmupTask(model, stage_cfg.lr_global > 0)
+        else:
+            task = (ClipPatchTask if clip_level(config) else PatchTask)(model, stage_cfg.patches)
         train_set = video_dataset(config, paths, "train", train=True, frames=stage_cfg.frames)
         val_set = video_dataset(config, paths, "val", train=False, frames=stage_cfg.frames)
         collate = collate_videos
@@ -140,13 +168,13 @@ def run_policy(config: RunConfig, out: Path, model_checkpoint: Path, resume: boo
     paths = data_paths(config, progress)
     model = build_model(config, model_checkpoint)
     clips = clip_set(config, paths, "train", progress)
-    env_config = replace(config.env, action=action_kind(config.policy.algo, config.env.action
-                                                        if config.env.action != "grid" else None))
-    episodes = FocusEpisodes(model, clips, env_config, env.device, step_cost(model).total)
+    requested = "continuous" if clip_level(config) else (config.env.action if config.env.action != "grid" else None)
+    env_config = replace(config.env, action=action_kind(config.policy.algo, requested))
+    episodes = make_episodes(model, clips, env_config, env.device, model_cost(model, clips.num_frames).total)
     vec = VecMonitor(AdaFocusVecEnv(episodes, config.policy.n_envs, seed=config.seed))
-    algo = make_algorithm(config.policy.algo, vec, config.policy, clips.num_frames, config.seed, env.device)
+    algo = make_algorithm(config.policy.algo, vec, config.policy, episodes.num_steps, config.seed, env.device)
     algo.set_logger(configure(str(folder), ["csv", "tensorboard"]))
-    steps = config.policy.total_timesteps or int(config.policy.epochs * len(clips) * clips.num_frames)
+    steps = config.policy.total_timesteps or int(config.policy.epochs * len(clips) * episodes.num_steps)
     algo.learn(steps, callback=_Progress(), progress_bar=progress)
     save_agent(algo, path, {**to_dict(config), "env": to_dict(env_config)})
     return path
@@ -163,11 +191,13 @@ class Evaluation:
 
 
 def evaluate_run(config: RunConfig, model_checkpoint: Path, policy: Path | None, split: str = "val",
-                 progress: bool = True, batch_size: int = 64, full_frame: Path | None = None) -> Evaluation:
+                 progress: bool = True, batch_size: int = 64, full_frame: Path | None = None,
+                 tsm_plus: Path | None = None) -> Evaluation:
     """Every policy on one split: learned, random, center, oracle (annotated data), global-only, full frame.
 
     The full-frame baseline is f_L with its whole-frame head as the warm-up left them (``full_frame``, the
-    warm-up checkpoint); later stages retrain f_L on patches, which that head never saw.
+    warm-up checkpoint); later stages retrain f_L on patches, which that head never saw. For the clip-level
+    model that baseline is TSM (f_L on the glance frames), and ``tsm_plus`` (a TSM+ checkpoint) adds TSM+.
     """
     device = setup_environment(config.device).device
     paths = data_paths(config, progress)
@@ -178,22 +208,47 @@ def evaluate_run(config: RunConfig, model_checkpoint: Path, policy: Path | None,
     if policy is not None:
         env_config = policy_env_config(config, policy)
         agents["learned"] = load_agent(policy, config.policy.algo, device)
-    episodes = FocusEpisodes(model, clips, replace(env_config, reward="conf"), device)
+    episodes = make_episodes(model, clips, replace(env_config, reward="conf"), device)
     agents.update(random=RandomAgent(episodes.action_space, config.seed), center=CenterAgent(episodes.action_space))
     if clips.boxes is not None:
         agents["oracle"] = OracleAgent(episodes)
-    base = step_cost(model)
+    clip = clip_level(config)
+    base = model_cost(model, clips.num_frames)
     results: dict[str, PolicyResult] = {}
     rollouts = {name: rollout(episodes, agent, batch_size) for name, agent in agents.items()}
     for name, agent in agents.items():
         gmacs = base.total + policy_gmacs(agent, episodes.observation_space, device)
-        results[name] = summarize(rollouts[name], gmacs, clips.boxes, model.config.patch_size)
-    results["global_only"] = summarize(global_only_rollout(episodes), global_only_cost(model))
-    full = build_model(config, full_frame, device) if full_frame is not None else model
-    results["full_frame"] = summarize(full_frame_rollout(full, episodes.clips), full_frame_cost(model), curve=False)
+        results[name] = summarize(rollouts[name], gmacs, clips.boxes, model.config.patch_size, curve=not clip)
+        if clip:  # one patch place and one prediction for all frames: as per-frame ones for the pictures
+            run = rollouts[name]
+            run.corners = run.corners.expand(-1, clips.num_frames, -1)
+            run.logits = run.logits.expand(-1, clips.num_frames, -1)
+    if clip:
+        results.update(_tsm_baselines(config, model, episodes.clips, full_frame, tsm_plus, device))
+    else:
+        results["global_only"] = summarize(global_only_rollout(episodes), global_only_cost(model))
+        full = build_model(config, full_frame, device) if full_frame is not None else model
+        results["full_frame"] = summarize(full_frame_rollout(full, episodes.clips), full_frame_cost(model), curve=False)
     summary = {"policies": {k: v.row() for k, v in results.items()}, "step_gflops": base.as_dict(),
                "videos": len(clips), "frames": clips.num_frames, "split": split}
     return Evaluation(summary, rollouts, clips.to("cpu"), model.config.patch_size)
+
+
+def _tsm_baselines(config: RunConfig, model: ClipFocusModel, clips: ClipSet, warmup: Path | None,
+                   tsm_plus: Path | None, device: torch.device) -> dict[str, PolicyResult]:
+    """The clip-level model's policy-free rows: f_G alone, TSM (the warm-up's f_L on whole glance frames)
+    and TSM+ (its own checkpoint), each at its measured GMACs per clip."""
+    costs = tsm_costs(model, clips.num_frames)
+    rows = {"global_only": summarize(clip_rollout(model.classify_global_frames, model, clips), costs["global_only"],
+                                     curve=False)}
+    if warmup is not None:
+        tsm = build_model(config, warmup, device)
+        glance = lambda frames: tsm.classify_full_frames(frames[:, tsm.glance_index(frames.shape[1])])  # noqa: E731
+        rows["tsm"] = summarize(clip_rollout(glance, tsm, clips), costs["tsm"], curve=False)
+    if tsm_plus is not None:
+        plus = build_model(config, tsm_plus, device)
+        rows["tsm_plus"] = summarize(clip_rollout(plus.classify_tsm_plus, plus, clips), costs["tsm_plus"], curve=False)
+    return rows
 
 
 def write_report(evaluation: Evaluation, out: Path, config: RunConfig,
@@ -229,7 +284,8 @@ def write_report(evaluation: Evaluation, out: Path, config: RunConfig,
          for name, r in evaluation.rollouts.items()}, plots / "focus_heatmaps")
     written["learning"] = plotting.plot_learning_curves(
         {"warm-up": run / "warmup" / "log.csv", "stage I": run / "stage1" / "log.csv",
-         "stage III": run / "stage3" / "log.csv", "PPO": run / "policy" / "progress.csv"}, plots / "learning_curves")
+         "stage III": run / "stage3" / "log.csv", "TSM+": run / "tsm_plus" / "log.csv",
+         "PPO": run / "policy" / "progress.csv"}, plots / "learning_curves")
     return written
 
 
@@ -253,7 +309,8 @@ def main_job(config: RunConfig, out: Path, progress: bool = True) -> tuple[Evalu
     stage1 = run_supervised(config, "stage1", out, init=warm, progress=progress)
     policy = run_policy(config, out, stage1, progress=progress)
     stage3 = run_supervised(config, "stage3", out, init=stage1, policy=policy, progress=progress)
-    evaluation = evaluate_run(config, stage3, policy, progress=progress, full_frame=warm)
+    plus = run_supervised(config, "tsm_plus", out, init=warm, progress=progress) if clip_level(config) else None
+    evaluation = evaluate_run(config, stage3, policy, progress=progress, full_frame=warm, tsm_plus=plus)
     return evaluation, write_report(evaluation, out, config)
 
 
@@ -265,6 +322,7 @@ class RunFiles:
     checkpoint: Path  # stage III's when present, else stage I's
     policy: Path | None
     warmup: Path | None
+    tsm_plus: Path | None = None  # the TSM+ baseline of a clip-level run
 
 
 def open_run(run: Path) -> RunFiles:
@@ -279,4 +337,5 @@ def open_run(run: Path) -> RunFiles:
     if not found:
         raise FileNotFoundError(f"{run}: no stage III or stage I checkpoint yet")
     optional = lambda p: p if p.is_file() else None  # noqa: E731
-    return RunFiles(config, found[0], optional(run / "policy" / "policy.zip"), optional(run / "warmup" / "checkpoint.pt"))
+    return RunFiles(config, found[0], optional(run / "policy" / "policy.zip"), optional(run / "warmup" / "checkpoint.pt"),
+                    optional(run / "tsm_plus" / "checkpoint.pt"))

@@ -12,6 +12,9 @@ from adafocus.data.video import VideoDataset, load_clips
 from .config import RunConfig
 
 
+LABEL_SENSITIVE_TO_FLIP = ("sthv1", "sthv2", "jester")
+
+
 @dataclass(frozen=True)
 class DataPaths:
     train_list: Path
@@ -43,12 +46,16 @@ def video_dataset(config: RunConfig, paths: DataPaths, split: str, train: bool,
     """The shared VideoDataset for ``split`` ("train" or "val"); ``train`` picks random sampling and augmentation;
     ``frames`` overrides the number of sampled frames T, ``cache`` the data config's ``cache_videos``."""
     data = config.data
+    if data.list_format in LABEL_SENSITIVE_TO_FLIP and data.flip and data.augment and train:
+        raise ValueError(f"--data.flip is on, but flipping changes {data.list_format}'s labels (left/right "
+                         "actions and gestures): use --data.flip false (the sthsth and jester presets do)")
     transform = None
     if data.augment or data.train_list is not None:
         transform = video_transform(train=train and data.augment, frame_size=config.model.frame_size, flip=data.flip)
     return VideoDataset(paths.train_list if split == "train" else paths.val_list, paths.data_root,
                         num_frames=frames or data.frames, train=train, num_classes=config.model.num_classes,
                         decoder=data.decoder, list_format=data.list_format, image_template=data.image_template,
+                        label_file=data.label_file,
                         annotation_root=paths.annotation_root, transform=transform,
                         skip_corrupt=data.skip_corrupt, seed=config.seed, cache_videos=data.cache_videos if cache is None else cache)
 

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from adafocus.backbones import AdaFocusModel, evaluating, patch_corners
+from adafocus.backbones import AdaFocusModel, ClipFocusModel, evaluating, patch_corners
 from adafocus.envs import FocusEpisodes
 
 from .config import StageConfig
@@ -100,6 +100,52 @@ class PatchTask(StageTask):
                 {"params": [*m.classifier.parameters(), *m.global_classifier.parameters()], "lr": stage.lr_classifier}]
 
 
+class ClipPatchTask(StageTask):
+    """Stage I of clip-level AdaFocus (Section 4.2): f_L and f_C's linear layer on one patch per clip, placed
+    ``random`` (the paper), ``oracle`` (the target's mean box) or ``center``; ``full`` trains the same
+    networks on whole frames instead: the TSM+ baseline. f_G and its head stay frozen.
+    """
+
+    PLACEMENTS = ("random", "oracle", "center", "full")
+
+    def __init__(self, model: ClipFocusModel, placement: str = "random") -> None:
+        super().__init__()
+        if placement not in self.PLACEMENTS:
+            raise ValueError(f"patches must be one of {self.PLACEMENTS} for the clip-level model, got {placement!r}")
+        self.model, self.placement = model, placement
+
+    def train(self, mode: bool = True) -> "ClipPatchTask":
+        super().train(mode)
+        self.model.global_encoder.eval()
+        self.model.global_head.eval()
+        return self
+
+    def centres(self, frames: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
+        b, _, _, h, w = frames.shape
+        if self.placement == "random":
+            return torch.rand(b, 2, device=frames.device)
+        if self.placement == "oracle":
+            if boxes is None:
+                raise ValueError("oracle patches need target boxes (annotated, synthetic videos)")
+            return ((boxes[..., :2] + boxes[..., 2:]) / 2).mean(dim=1) / torch.tensor([w, h], device=frames.device)
+        return torch.full((b, 2), 0.5, device=frames.device)
+
+    def forward(self, batch: dict[str, Any]):
+        frames, labels = batch["frames"], batch["label"]
+        if self.placement == "full":
+            logits = self.model.classify_tsm_plus(frames)
+        else:
+            corners = patch_corners(self.centres(frames, batch.get("boxes")), self.model.frame_shape,
+                                    self.model.config.patch_size)
+            logits = self.model.classify_patches(frames, corners)
+        return F.cross_entropy(logits, labels), logits, labels
+
+    def param_groups(self, stage: StageConfig) -> list[dict[str, Any]]:
+        m = self.model
+        return [{"params": list(m.local_encoder.parameters()), "lr": stage.lr_local},
+                {"params": list(m.classifier.parameters()), "lr": stage.lr_classifier}]
+
+
 class PolicyTask(StageTask):
     """Stage III: f_C fine-tuned on the patches a learned (deterministic) policy picks.
 
@@ -108,7 +154,7 @@ class PolicyTask(StageTask):
     Batches are ``{"index": video indices}`` into ``train`` / ``val`` episodes (clips held as tensors).
     """
 
-    def __init__(self, model: AdaFocusModel, agent, train: FocusEpisodes, val: FocusEpisodes) -> None:
+    def __init__(self, model: AdaFocusModel | ClipFocusModel, agent, train: FocusEpisodes, val: FocusEpisodes) -> None:
         super().__init__()
         self.model, self.agent, self.episodes = model, agent, {"train": train, "val": val}
 
@@ -123,14 +169,12 @@ class PolicyTask(StageTask):
         index = batch["index"]
         with torch.no_grad(), evaluating(self.model.classifier):
             obs, local = episodes.begin(index), []
-            for _ in range(episodes.num_frames):
+            for _ in range(episodes.num_steps):
                 result = episodes.step(self.agent.act(obs, deterministic=True))
                 obs = result.observation
                 local.append(result.local)
-        pooled = episodes.glance_pooled[episodes.video]
-        labels = episodes.labels
-        logits = self.model.classifier(pooled, torch.stack(local, dim=1))[0]
-        return sequence_loss(logits, labels), logits[:, -1], labels
+        logits = episodes.replay_logits(local)
+        return sequence_loss(logits, episodes.labels), logits[:, -1], episodes.labels
 
     def param_groups(self, stage: StageConfig) -> list[dict[str, Any]]:
         return [{"params": list(self.model.classifier.parameters()), "lr": stage.lr_classifier}]

@@ -13,6 +13,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .tsm import add_temporal_shift
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -28,11 +30,17 @@ class EncoderSpec:
     blocks: keep only the first ``blocks`` modules of the convolutional trunk (None keeps all).
         A shallower trunk has a finer feature map: the CPU preset uses it so that a small f_G
         input still yields a spatial map the policy can read.
+    shift: fraction of channels shifted each way in time in every residual block (TSM, Section 4.2; the
+        TSM paper's 1/8); 0 is a plain 2D network. A shifting encoder sees clips: its inputs are
+        (B * T, 3, S, S) with T given to ``forward_map`` / ``forward``.
+    shift_placement: ``residual`` (inside the residual branch, TSM's default) or ``block`` (in place).
     """
 
     arch: str = "mobilenet_v2"
     weights: str | None = None
     blocks: int | None = None
+    shift: float = 0.0
+    shift_placement: str = "residual"
 
 
 def _trunk(model: nn.Module, arch: str) -> nn.Sequential:
@@ -141,16 +149,29 @@ class Encoder(nn.Module):
             if not 1 <= spec.blocks <= len(trunk):
                 raise ValueError(f"blocks={spec.blocks} is outside 1..{len(trunk)} for {spec.arch}")
             trunk = trunk[: spec.blocks]
+        # shifts go in after the weights are loaded, so 2D checkpoints (ImageNet) initialise a TSM network
+        self.shifts = add_temporal_shift(trunk, spec.shift, spec.shift_placement) if spec.shift > 0 else []
         self.trunk = trunk
         self.out_channels = _channels(trunk)
 
-    def forward_map(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> feature map (B, C, h, w)."""
+    @property
+    def temporal(self) -> bool:
+        """Whether the encoder shifts features in time (then it needs the clip length T)."""
+        return bool(self.shifts)
+
+    def forward_map(self, images: torch.Tensor, segments: int | None = None) -> torch.Tensor:
+        """(B, 3, S, S) -> feature map (B, C, h, w). A temporal encoder reads B = clips x ``segments``
+        frames, clip by clip; a 2D one ignores ``segments``."""
+        if self.shifts:
+            if segments is None:
+                raise ValueError(f"{self.spec.arch} shifts features in time: pass segments (frames per clip)")
+            for shift in self.shifts:
+                shift.segments = segments
         return self.trunk(images)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, segments: int | None = None) -> torch.Tensor:
         """(B, 3, S, S) -> pooled feature (B, C)."""
-        return self.trunk(images).mean(dim=(2, 3))
+        return self.forward_map(images, segments).mean(dim=(2, 3))
 
 
 def normalize(frames: torch.Tensor, scale: float = 255.0) -> torch.Tensor:

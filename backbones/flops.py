@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .clip_model import ClipFocusModel
 from .model import AdaFocusModel
 
 
@@ -71,6 +72,37 @@ def step_cost(model: AdaFocusModel, policy: nn.Module | None = None,
             classifier=count_gmacs(model.classifier, g, l),
             policy=count_gmacs(policy, *policy_inputs) if policy is not None else 0.0,
         )
+
+
+def clip_cost(model: ClipFocusModel, frames: int, policy: nn.Module | None = None,
+              policy_inputs: tuple[torch.Tensor, ...] = ()) -> StepCost:
+    """GMACs per clip of clip-level AdaFocus (Section 4.2): f_G on the glance frames, f_L on ``frames``
+    patches, f_C's linear layer and pi (the whole clip is one step)."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    glance = len(model.glance_index(frames))
+    with evaluating(model, policy):
+        return StepCost(
+            global_encoder=count_gmacs(lambda x: model.global_logits(model.global_encoder.forward_map(x, glance)[None]),
+                                       torch.zeros(glance, 3, cfg.global_size, cfg.global_size, device=device)),
+            local_encoder=count_gmacs(lambda x: model.local_encoder(x, frames),
+                                      torch.zeros(frames, 3, cfg.patch_size, cfg.patch_size, device=device)),
+            classifier=count_gmacs(model.classifier, torch.zeros(1, model.local_encoder.out_channels, device=device)),
+            policy=count_gmacs(policy, *policy_inputs) if policy is not None else 0.0,
+        )
+
+
+def tsm_costs(model: ClipFocusModel, frames: int) -> dict[str, float]:
+    """GMACs per clip of the clip model's baselines: ``tsm`` (f_L on the glance frames, whole), ``tsm_plus``
+    (that plus f_G, fused as f_C fuses) and ``global_only`` (f_G and its head)."""
+    size = model.config.frame_size
+    device = next(model.parameters()).device
+    clip = torch.zeros(1, frames, 3, size, size, dtype=torch.uint8, device=device)
+    glance = clip[:, model.glance_index(frames)]
+    with evaluating(model):
+        return {"tsm": count_gmacs(model.classify_full_frames, glance),
+                "tsm_plus": count_gmacs(model.classify_tsm_plus, clip),
+                "global_only": count_gmacs(model.classify_global_frames, clip)}
 
 
 def full_frame_cost(model: AdaFocusModel) -> float:

@@ -22,28 +22,23 @@ class ModelConfig:
     frame_size: int = 224  # frames reach the model at frame_size x frame_size
     global_size: int = 224  # f_G's input side (the whole frame, resized)
     patch_size: int = 128  # P: f_L's input side, cropped at full resolution
-    hidden_size: int = 1024  # f_C's GRU width
+    hidden_size: int = 1024  # f_C's GRU width (per-frame AdaFocus only)
     dropout: float = 0.8
+    glance_frames: int | None = None  # None: per-frame AdaFocus (Section 4.1); n: clip-level (Section 4.2), f_G on n frames
 
 
-class AdaFocusModel(nn.Module):
-    """f_G (``global_encoder``), f_L (``local_encoder``), f_C (``classifier``) and two baselines' heads.
+def _head(in_features: int, config: ModelConfig) -> nn.Sequential:
+    return nn.Sequential(nn.Dropout(config.dropout), nn.Linear(in_features, config.num_classes))
 
-    ``global_classifier`` is f_C without the local input (the global-only baseline, trained beside f_C
-    in stage I); ``global_head`` and ``local_head`` are the linear heads of the warm-up stage, where
-    f_G and f_L classify whole frames; ``local_head`` over f_L on whole frames is the full-frame baseline.
-    """
+
+class _FocusNetwork(nn.Module):
+    """What both AdaFocus forms share: f_G, f_L, the glance input and the patch crop."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.global_encoder = Encoder(config.global_encoder)
         self.local_encoder = Encoder(config.local_encoder)
-        gdim, ldim = self.global_encoder.out_channels, self.local_encoder.out_channels
-        self.classifier = RecurrentClassifier(gdim, ldim, config.num_classes, config.hidden_size, config.dropout)
-        self.global_classifier = RecurrentClassifier(gdim, 0, config.num_classes, config.hidden_size, config.dropout)
-        self.global_head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(gdim, config.num_classes))
-        self.local_head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(ldim, config.num_classes))
 
     @property
     def frame_shape(self) -> tuple[int, int]:
@@ -63,6 +58,26 @@ class AdaFocusModel(nn.Module):
             return normalize(F.interpolate(frames, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
         images = F.interpolate(frames.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         return normalize(images, scale=1.0)
+
+
+class AdaFocusModel(_FocusNetwork):
+    """f_G (``global_encoder``), f_L (``local_encoder``), f_C (``classifier``) and two baselines' heads.
+
+    ``global_classifier`` is f_C without the local input (the global-only baseline, trained beside f_C
+    in stage I); ``global_head`` and ``local_head`` are the linear heads of the warm-up stage, where
+    f_G and f_L classify whole frames; ``local_head`` over f_L on whole frames is the full-frame baseline.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        if self.global_encoder.temporal or self.local_encoder.temporal:
+            raise ValueError("temporally shifted encoders see whole clips: use the clip-level model "
+                             "(--model.glance_frames, Section 4.2)")
+        gdim, ldim = self.global_encoder.out_channels, self.local_encoder.out_channels
+        self.classifier = RecurrentClassifier(gdim, ldim, config.num_classes, config.hidden_size, config.dropout)
+        self.global_classifier = RecurrentClassifier(gdim, 0, config.num_classes, config.hidden_size, config.dropout)
+        self.global_head = _head(gdim, config)
+        self.local_head = _head(ldim, config)
 
     def glance(self, frames: torch.Tensor) -> torch.Tensor:
         """f_G over whole frames: uint8 (B, T, 3, H, W) -> spatial maps (B, T, C, h, w)."""

@@ -12,6 +12,18 @@ place misleads.
 Videos are real H.264 mp4 files written with PyAV, with ``train.txt`` / ``val.txt`` lists in the
 ``path label`` format and one ``annotations/videos/<name>.npz`` per video holding the target box of every
 frame (``boxes``, x0 y0 x1 y1 pixels) and whether the class detail is readable (``readable``).
+
+Two variants, one option each:
+
+- ``readable_frames = k > 0`` (temporal redundancy): only k frames of each video show the target's texture,
+  in aligned pairs (frames 2j, 2j + 1, so TSN sampling of ``video_frames / 2`` segments keeps k / 2 readable
+  frames); in the others the target is drawn flat (its tint, no grating, as if blurred), while distractors
+  keep their textures throughout. Processing every frame then wastes compute, and looking at the target in
+  the wrong frame reads nothing.
+- ``drift = True`` (motion): the class is (texture, direction). The target's modulation pattern drifts one
+  pixel per frame along its modulation axis, forward or backward; one frame shows the texture but not the
+  direction, two neighbouring frames show both. Only modulated textures are used (periods >= 6, so a
+  sampling gap of up to two frames still tells the directions apart), and the class count must be even.
 """
 from __future__ import annotations
 
@@ -45,6 +57,8 @@ class SyntheticConfig:
     speed: float = 2.5  # pixels per frame
     fps: int = 8
     crf: int = 10  # x264 quality: low enough that the period-2 detail survives compression
+    readable_frames: int = 0  # 0: every frame shows the class; k > 0: only k frames (aligned pairs) do
+    drift: bool = False  # the class is (texture, drift direction of its pattern): motion decides
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -54,6 +68,11 @@ class SyntheticConfig:
             raise ValueError("frame_size must be even and larger than tile_size")
         if self.distractors >= self.num_classes:
             raise ValueError("each distractor needs a class other than the target's: distractors < num_classes")
+        if self.readable_frames < 0 or self.readable_frames % 2 or self.readable_frames > self.video_frames:
+            raise ValueError(f"readable_frames must be an even number in [0, video_frames={self.video_frames}], "
+                             f"got {self.readable_frames}")
+        if self.video_frames % 2:
+            raise ValueError(f"video_frames must be even (frames come in pairs), got {self.video_frames}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,17 @@ def class_texture(label: int, size: int, num_classes: int, contrast: float,
     return 0.5 + contrast * np.where(fast % 2 == 0, 1, -1) * wave
 
 
+def _drift_texture(label: int, size: int, num_classes: int, contrast: float, phase: tuple[int, int],
+                   t: int) -> np.ndarray:
+    """Texture of class ``label`` at frame t in the drift variant: texture ``label // 2`` (a modulated
+    grating of period >= 6), its modulation shifted by +t (even labels) or -t (odd labels) pixels."""
+    texture = label // 2 + 4  # skip the unmodulated and period-4 textures of class_texture's ladder
+    step = t if label % 2 == 0 else -t
+    # the modulation runs along y for even textures, along x for odd ones (class_texture swaps the axes)
+    shifted = (phase[0], phase[1] + step) if texture % 2 == 0 else (phase[0] + step, phase[1])
+    return class_texture(texture, size, num_classes + 8, contrast, shifted)
+
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Smooth, nearly grey background (size, size, 3): a coarse random grid, bilinearly upsampled."""
     coarse = rng.uniform(0.35, 0.65, size=(4, 4, 1)) + rng.uniform(-0.04, 0.04, size=(4, 4, 3))
@@ -115,22 +145,45 @@ def _tile(texture: np.ndarray, tint: tuple[float, float, float], width: int) -> 
     return tile
 
 
-def render_video(config: SyntheticConfig, label: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One video: uint8 frames (T, H, W, 3) and the target's boxes (T, 4) as x0, y0, x1, y1."""
+def readable_mask(config: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
+    """Which frames (T,) show the target's class detail: all, or ``readable_frames`` in aligned pairs."""
+    if config.readable_frames == 0:
+        return np.ones(config.video_frames, dtype=bool)
+    pairs = rng.choice(config.video_frames // 2, config.readable_frames // 2, replace=False)
+    mask = np.zeros(config.video_frames, dtype=bool)
+    mask[2 * pairs], mask[2 * pairs + 1] = True, True
+    return mask
+
+
+def render_video(config: SyntheticConfig, label: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One video: uint8 frames (T, H, W, 3), the target's boxes (T, 4) as x0, y0, x1, y1, and whether each
+    frame shows the class detail (T,)."""
     size, tile, frames = config.frame_size, config.tile_size, config.video_frames
     limit = size - tile
     others = rng.choice([c for c in range(config.num_classes) if c != label], config.distractors, replace=False)
     objects = [(int(c), DISTRACTOR_TINT) for c in others] + [(label, TARGET_TINT)]  # target drawn last, on top
-    tiles = [_tile(class_texture(c, tile, config.num_classes, config.contrast, tuple(rng.integers(0, 12, 2))),
-                   tint, config.ring_width) for c, tint in objects]
+    phases = [tuple(int(p) for p in rng.integers(0, 12, 2)) for _ in objects]
     paths = [_trajectory(rng, frames, limit, config.speed) for _ in objects]
+    readable = readable_mask(config, rng)
     video = np.repeat(_background(rng, size)[None], frames, axis=0)
-    for image, path in zip(tiles, paths):
+    flat = _tile(np.full((tile, tile), 0.5), TARGET_TINT, config.ring_width)
+    for i, ((c, tint), phase, path) in enumerate(zip(objects, phases, paths)):
+        is_target = i == len(objects) - 1
+        still = None if config.drift else _tile(class_texture(c, tile, config.num_classes, config.contrast, phase),
+                                                tint, config.ring_width)
         for t, (x, y) in enumerate(path):
+            if is_target and not readable[t]:
+                image = flat
+            elif still is None:
+                image = _tile(_drift_texture(c, tile, config.num_classes, config.contrast, phase, t), tint,
+                              config.ring_width)
+            else:
+                image = still
             video[t, y:y + tile, x:x + tile] = image
     xy = paths[-1].astype(np.float32)
     boxes = np.concatenate([xy, xy + tile], axis=1)
-    return np.round(video * 255).astype(np.uint8), boxes
+    return np.round(video * 255).astype(np.uint8), boxes, readable
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int) -> None:
@@ -177,11 +230,10 @@ def generate(config: SyntheticConfig, root: Path | None = None, progress: bool =
         lines = []
         for i, label in enumerate(labels):
             name = f"{split}_{i:05d}"
-            frames, boxes = render_video(config, int(label), rng)
+            frames, boxes, readable = render_video(config, int(label), rng)
             write_mp4(root / "videos" / f"{name}.mp4", frames, config.fps, config.crf)
             # annotation path mirrors the list's relative path: annotations/videos/<name>.npz
-            np.savez(dataset.annotation_root / "videos" / f"{name}.npz",
-                     boxes=boxes, readable=np.ones(len(frames), dtype=bool))
+            np.savez(dataset.annotation_root / "videos" / f"{name}.npz", boxes=boxes, readable=readable)
             lines.append(f"videos/{name}.mp4 {label}\n")
             bar.update()
         tmp = root / f".{split}.txt.tmp"

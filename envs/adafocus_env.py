@@ -33,7 +33,7 @@ class AdaFocusEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        frames = self.episodes.num_frames
+        frames = self.episodes.num_steps
         video = int(self.np_random.integers(self.episodes.num_videos))  # same draws, same order as a VecEnv slot
         reference = self.np_random.random((frames, 2)).astype(np.float32)
         obs = self.episodes.begin(torch.tensor([video]), torch.from_numpy(reference[None]))

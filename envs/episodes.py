@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from adafocus.backbones import AdaFocusModel, grid_corners, patch_boxes, patch_corners
+from adafocus.backbones import AdaFocusModel, ClipFocusModel, grid_corners, patch_boxes, patch_corners
 from adafocus.data.clips import ClipSet
 
 from .reward import REWARDS, confidence, confidence_gain
@@ -58,16 +58,14 @@ class StepResult:
     done: bool
 
 
-class FocusEpisodes:
-    """N AdaFocus episodes over a :class:`ClipSet`, with f_G's features computed once for every video.
+class EpisodeBatch:
+    """What every kind of batched episode shares: the frozen model, the clips on the device, f_G's maps
+    computed once per video (``glance_maps``, as ``model.glance`` returns them), and the N videos in play."""
 
-    At step t the observation is f_G's spatial map of frame t (``glance``), f_C's state (``memory``) and
-    t / T (``progress``); the action places a P x P patch; f_L reads the patch at full resolution and f_C
-    fuses [f_G pooled, f_L]; the reward is a confidence gain. Every episode lasts T steps.
-    """
+    num_steps: int  # episode length
 
-    def __init__(self, model: AdaFocusModel, clips: ClipSet, config: EnvConfig = EnvConfig(),
-                 device: torch.device | str = "cpu", step_gmacs: float = 0.0, batch_size: int = 64) -> None:
+    def __init__(self, model: AdaFocusModel | ClipFocusModel, clips: ClipSet, config: EnvConfig,
+                 device: torch.device | str, step_gmacs: float, batch_size: int) -> None:
         if tuple(clips.frame_size) != model.frame_shape:
             raise ValueError(f"clips are {clips.frame_size[0]}x{clips.frame_size[1]} but the model expects "
                              f"{model.frame_shape[0]}x{model.frame_shape[1]} frames")
@@ -78,16 +76,38 @@ class FocusEpisodes:
         self.step_gmacs = step_gmacs
         self.num_frames = clips.num_frames
         self.patch_size = model.config.patch_size
-        self.glance_maps = self._glance_all(batch_size)  # (V, T, C, h, w): f_G once per video, never per step
-        self.glance_pooled = self.glance_maps.mean(dim=(-2, -1))
-        self.observation_space, self.action_space = self._spaces()
+        with torch.no_grad():  # f_G once per video, never per step
+            self.glance_maps = torch.cat([self.model.glance(self.clips.frames[i:i + batch_size])
+                                          for i in range(0, len(self.clips), batch_size)])
         self.video = torch.zeros(0, dtype=torch.long, device=self.device)
         self.t = 0
 
-    @torch.no_grad()
-    def _glance_all(self, batch_size: int) -> torch.Tensor:
-        chunks = [self.model.glance(self.clips.frames[i:i + batch_size]) for i in range(0, len(self.clips), batch_size)]
-        return torch.cat(chunks)
+    @property
+    def num_envs(self) -> int:
+        return len(self.video)
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.clips)
+
+    def patch_boxes(self, corners: torch.Tensor) -> torch.Tensor:
+        return patch_boxes(corners, self.patch_size)
+
+
+class FocusEpisodes(EpisodeBatch):
+    """N AdaFocus episodes over a :class:`ClipSet`, with f_G's features computed once for every video.
+
+    At step t the observation is f_G's spatial map of frame t (``glance``), f_C's state (``memory``) and
+    t / T (``progress``); the action places a P x P patch; f_L reads the patch at full resolution and f_C
+    fuses [f_G pooled, f_L]; the reward is a confidence gain. Every episode lasts T steps.
+    """
+
+    def __init__(self, model: AdaFocusModel, clips: ClipSet, config: EnvConfig = EnvConfig(),
+                 device: torch.device | str = "cpu", step_gmacs: float = 0.0, batch_size: int = 64) -> None:
+        super().__init__(model, clips, config, device, step_gmacs, batch_size)
+        self.num_steps = clips.num_frames  # one step per frame
+        self.glance_pooled = self.glance_maps.mean(dim=(-2, -1))  # glance_maps: (V, T, C, h, w)
+        self.observation_space, self.action_space = self._spaces()
 
     def _spaces(self) -> tuple[spaces.Dict, spaces.Space]:
         channels, h, w = self.glance_maps.shape[2:]
@@ -100,14 +120,6 @@ class FocusEpisodes:
         else:
             action = spaces.Box(-1.0, 1.0, (2,), np.float32)
         return spaces.Dict(obs), action
-
-    @property
-    def num_envs(self) -> int:
-        return len(self.video)
-
-    @property
-    def num_videos(self) -> int:
-        return len(self.clips)
 
     # ---- actions -------------------------------------------------------------------------------
     def corners(self, actions: torch.Tensor) -> torch.Tensor:
@@ -173,5 +185,7 @@ class FocusEpisodes:
         self.t += 1
         return StepResult(self.observation(), reward, logits, conf, corners, local, self.t >= self.num_frames)
 
-    def patch_boxes(self, corners: torch.Tensor) -> torch.Tensor:
-        return patch_boxes(corners, self.patch_size)
+    def replay_logits(self, local: list[torch.Tensor]) -> torch.Tensor:
+        """f_C (with gradients) over the f_L features a rollout produced, [(N, D_L)] * T -> logits (N, T, K):
+        stage III trains f_C on what the policy showed it."""
+        return self.model.classifier(self.glance_pooled[self.video], torch.stack(local, dim=1))[0]

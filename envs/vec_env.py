@@ -52,7 +52,7 @@ class AdaFocusVecEnv(VecEnv):
 
     def _begin(self) -> dict[str, torch.Tensor]:
         """New videos and reference patches for every slot, each from its own generator."""
-        frames = self.episodes.num_frames
+        frames = self.episodes.num_steps
         video = [int(rng.integers(self.episodes.num_videos)) for rng in self.rngs]
         reference = np.stack([rng.random((frames, 2)) for rng in self.rngs]).astype(np.float32)
         return self.episodes.begin(torch.tensor(video), torch.from_numpy(reference))

@@ -34,7 +34,7 @@ def main() -> None:
         config = replace(config, device=args.device)
     evaluation = evaluate_run(config, Path(args.checkpoint) if args.checkpoint else run.checkpoint,
                               Path(args.policy) if args.policy else run.policy, args.split,
-                              batch_size=args.batch_size, full_frame=run.warmup)
+                              batch_size=args.batch_size, full_frame=run.warmup, tsm_plus=run.tsm_plus)
     written = write_report(evaluation, Path(args.out) if args.out else Path(args.run) / "evaluation", config,
                            run=Path(args.run))
     print_results(evaluation.results, written, f"{args.run} on {args.split} ({evaluation.results['videos']} videos)")

@@ -65,7 +65,8 @@ def test_class_detail_vanishes_at_half_resolution_but_not_at_full():
 
 def test_distractors_carry_other_classes_and_everything_stays_in_frame():
     rng = np.random.default_rng(0)
-    frames, boxes = render_video(SMALL, label=2, rng=rng)
+    frames, boxes, readable = render_video(SMALL, label=2, rng=rng)
+    assert readable.all()  # the default variant shows the class in every frame
     assert frames.shape == (SMALL.video_frames, 64, 64, 3) and frames.dtype == np.uint8
     assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= 64).all()
     assert np.abs(np.diff(boxes[:, 0])).max() > 0 or np.abs(np.diff(boxes[:, 1])).max() > 0  # it moves

@@ -1,0 +1,95 @@
+"""The clip-level episode of Section 4.2: one action places one patch for the whole clip.
+
+Same contract as :class:`~adafocus.envs.FocusEpisodes` (``begin`` / ``step`` / spaces / ``num_steps``), so
+:class:`~adafocus.envs.AdaFocusVecEnv`, :class:`~adafocus.envs.AdaFocusEnv`, the SB3 algorithms and the
+evaluation drive it unchanged; an episode is one step long.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from adafocus.backbones import ClipFocusModel, patch_corners
+from adafocus.data.clips import ClipSet
+
+from .episodes import EnvConfig, EpisodeBatch, StepResult
+from .reward import confidence
+
+
+class ClipEpisodes(EpisodeBatch):
+    """N clip-level AdaFocus episodes over a :class:`ClipSet`, f_G run once per video at construction.
+
+    Observation: f_G's maps of the G glance frames concatenated on channels, ``glance`` (G * C, h, w), as the
+    paper's pi reads them. Action: a continuous patch centre in [-1, 1]^2 (the paper's Gaussian policy
+    with a sigmoid mean; here SB3's Gaussian, clipped). f_L then reads that patch in all T frames, f_C
+    predicts, and the reward is the clip's confidence on the true class minus the confidence with a random
+    patch (``vs_random``) or the confidence itself (``conf``).
+    """
+
+    num_steps = 1
+
+    def __init__(self, model: ClipFocusModel, clips: ClipSet, config: EnvConfig = EnvConfig(action="continuous"),
+                 device: torch.device | str = "cpu", step_gmacs: float = 0.0, batch_size: int = 32) -> None:
+        if config.action != "continuous":
+            raise ValueError("the clip-level env takes a continuous patch centre: use --env.action continuous")
+        if config.reward not in ("vs_random", "conf"):
+            raise ValueError(f"the clip-level env is one step long: reward 'vs_random' or 'conf', got {config.reward!r}")
+        super().__init__(model, clips, config, device, step_gmacs, batch_size)
+        with torch.no_grad():
+            self.glance_logits = self.model.global_logits(self.glance_maps)
+        self.glance_maps = self.glance_maps.flatten(1, 2)  # (V, G, C, h, w) -> (V, G * C, h, w), pi's input
+        self.observation_space = spaces.Dict({"glance": spaces.Box(-np.inf, np.inf, tuple(self.glance_maps.shape[1:]),
+                                                                   np.float32)})
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def corners(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions (N, 2) in [-1, 1] (clipped) -> patch top-left corners (N, 2)."""
+        return patch_corners((actions.float().clamp(-1, 1) + 1) / 2, self.model.frame_shape, self.patch_size)
+
+    def target_boxes(self) -> torch.Tensor:
+        """The target's box averaged over the clip (N, 4): where one patch for the whole clip should go."""
+        if self.clips.boxes is None:
+            raise ValueError("these clips have no target boxes: the oracle needs annotated (synthetic) videos")
+        return self.clips.boxes[self.video].mean(dim=1)
+
+    def observation(self) -> dict[str, torch.Tensor]:
+        return {"glance": self.glance_maps[self.video]}
+
+    def begin(self, video: torch.Tensor, reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Start N episodes on videos ``video`` (N,); ``reference`` (N, 1, 2) in [0, 1] are the random patch
+        centres of the ``vs_random`` reward (drawn here when not given)."""
+        self.video = video.to(self.device).long()
+        if reference is None and self.config.reward == "vs_random":
+            reference = torch.rand(len(self.video), 1, 2, device=self.device)
+        self.reference = None if reference is None else reference.to(self.device, torch.float32)
+        self.labels = self.clips.labels[self.video]
+        self.t = 0
+        return self.observation()
+
+    @torch.no_grad()
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """Focus every clip at its action's place; the episode ends here."""
+        if self.t >= self.num_steps:
+            raise RuntimeError("the episodes are over: call begin() first")
+        n, t = len(self.video), self.num_frames
+        corners = self.corners(actions.to(self.device))
+        frames = self.clips.frames.flatten(0, 1)  # a view; patches are gathered by (video, frame) index
+        index = self.video[:, None] * t + torch.arange(t, device=self.device)
+        global_logits = self.glance_logits[self.video]
+        if self.config.reward == "vs_random":  # chosen and random patches in ONE f_L pass
+            ref = patch_corners(self.reference[:, 0], self.model.frame_shape, self.patch_size)
+            local2 = self.model.focus(frames, torch.cat([corners, ref]), index.repeat(2, 1))
+            logits2 = self.model.classify(global_logits.repeat(2, 1), local2)
+            logits, local = logits2[:n], local2[:n]
+            reward = confidence(logits, self.labels) - confidence(logits2[n:], self.labels)
+        else:
+            local = self.model.focus(frames, corners, index)
+            logits = self.model.classify(global_logits, local)
+            reward = confidence(logits, self.labels)
+        self.t = 1
+        return StepResult(self.observation(), reward, logits, confidence(logits, self.labels), corners, local, True)
+
+    def replay_logits(self, local: list[torch.Tensor]) -> torch.Tensor:
+        """f_C (with gradients) on the f_L features a rollout produced: [(N, T, D_L)] -> logits (N, 1, K)."""
+        return self.model.classify(self.glance_logits[self.video], local[0])[:, None]
