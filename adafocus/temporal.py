@@ -71,6 +71,7 @@ class FrameSettings:
     max_reads: int = 4
     agents: int = 2
     agent_steps: int = 4
+    agent_cost_weight: float = 0.0  # MultiAgent: lambda of a cost term the paper does not have (0: none)
 
 
 @dataclass
@@ -113,7 +114,7 @@ def build_episodes(kind: str, reader: FrameReader, settings: FrameSettings) -> F
     if kind == "adaframe":
         return JumpEpisodes(reader, settings.max_reads or None)
     if kind == "multiagent":
-        return MultiAgentEpisodes(reader, settings.agents, settings.agent_steps)
+        return MultiAgentEpisodes(reader, settings.agents, settings.agent_steps, settings.agent_cost_weight)
     raise ValueError(f"frame policy must be one of {KINDS}, got {kind!r}")
 
 
@@ -130,6 +131,8 @@ def policy_name(kind: str, settings: FrameSettings) -> str:
     """The folder of a trained frame policy: pi' carries its lambda and skip option in the name."""
     if kind == "pi_prime":
         return f"pi_prime_lambda{settings.cost_weight:g}_{settings.skip}"
+    if kind == "multiagent" and settings.agent_cost_weight > 0:
+        return f"multiagent_lambda{settings.agent_cost_weight:g}"
     return kind
 
 
@@ -261,13 +264,17 @@ def evaluate_frame_policies(run: Path, policies: list[Path], k: int | None = Non
     summary = summarize(full, reader.costs.read, clips.boxes, base.model.config.patch_size)
     results["all_frames"] = {**summary.row(), "curve": []}
     results["threshold_exit"] = {**summary.row(), "curve": early_exit_curve(full.logits.float(), labels, reader.costs.read)}
-    uniform_curve, uniform_logits = selection_curve(reader, lambda n: uniform_frames(len(clips), t, n), range(1, t + 1))
-    results[f"uniform_k{k}"] = _result(uniform_logits[k], labels, k * reader.costs.read, time.perf_counter() - began,
-                                       uniform_curve, k=k)
+    began = time.perf_counter()
+    uniform_curve, uniform_logits = selection_curve(reader, lambda n: uniform_frames(len(clips), t, n), range(k, k + 1))
+    results[f"uniform_k{k}"] = _result(uniform_logits[k], labels, k * reader.costs.read, time.perf_counter() - began, k=k)
+    uniform_curve, _ = selection_curve(reader, lambda n: uniform_frames(len(clips), t, n), range(1, t + 1))
+    results[f"uniform_k{k}"]["curve"] = uniform_curve
     if clips.readable is not None:
         readable = reader.episodes.clips.readable
-        oracle_curve, oracle_logits = selection_curve(reader, lambda n: oracle_frames(readable, n), range(1, t + 1))
-        results[f"oracle_k{k}"] = _result(oracle_logits[k], labels, k * reader.costs.read, 0.0, oracle_curve, k=k)
+        began = time.perf_counter()
+        _, oracle_logits = selection_curve(reader, lambda n: oracle_frames(readable, n), range(k, k + 1))
+        results[f"oracle_k{k}"] = _result(oracle_logits[k], labels, k * reader.costs.read, time.perf_counter() - began, k=k)
+        results[f"oracle_k{k}"]["curve"], _ = selection_curve(reader, lambda n: oracle_frames(readable, n), range(1, t + 1))
     for path in policies:
         kind, settings, agent = load_frame_policy(path, device)
         episodes = build_episodes(kind, reader, settings)

@@ -101,6 +101,19 @@ class FrameReader:
         return self.model.classifier.step(self.episodes.glance_pooled[video, frame], local, hidden)
 
     @torch.no_grad()
+    def frame_logits(self, video: torch.Tensor, frame: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+        """f_C's prediction (M, K) from one frame alone (one step from the zero state), given its f_L features."""
+        return self.model.classifier.step(self.episodes.glance_pooled[video, frame], local, None)[0]
+
+    @torch.no_grad()
+    def sequence_logits(self, video: torch.Tensor, frames: torch.Tensor,
+                        local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f_C over frames (N, K) of videos (N,) in that order, given their f_L features (N, K, D_L):
+        -> the last step's logits (N, classes) and state (N, H)."""
+        logits, hidden = self.model.classifier(self.episodes.glance_pooled[video[:, None], frames], local)
+        return logits[:, -1], hidden
+
+    @torch.no_grad()
     def initial_logits(self, n: int) -> torch.Tensor:
         """f_C's prediction before any frame was read (its head on the zero state)."""
         return self.model.classifier.head(torch.zeros(n, self.hidden_size, device=self.device))
@@ -313,13 +326,15 @@ class JumpEpisodes(FrameEpisodes):
     Reward: AdaFrame's margin gain max(0, m_t - max_{t' < t} m_t'), m = p(true) - max p(other).
     An episode reads ``max_reads`` frames (default T); stopping earlier is AdaFrame's utility: a learned
     estimate of the reward still to come (the critic of the RL algorithm), compared with a threshold by
-    the caller. Re-reading a frame is allowed (it costs a read and gains nothing new).
+    the caller. A chosen frame that was read already is replaced by the nearest unread one (the earlier on
+    a tie), so every read brings a new frame.
     """
 
     def __init__(self, reader: FrameReader, max_reads: int | None = None, first: int = 0) -> None:
         self.max_reads = max_reads or reader.num_frames
-        if self.max_reads < 2:
-            raise ValueError(f"max_reads must be >= 2 (a first frame and one choice), got {self.max_reads}")
+        if not 2 <= self.max_reads <= reader.num_frames:
+            raise ValueError(f"max_reads must be in [2, T={reader.num_frames}] (a first frame, then new frames), "
+                             f"got {self.max_reads}")
         if not 0 <= first < reader.num_frames:
             raise ValueError(f"first must be a frame index in [0, {reader.num_frames}), got {first}")
         self.first = first
@@ -348,6 +363,12 @@ class JumpEpisodes(FrameEpisodes):
         self.reads[rows] += 1
         self.spent[rows] += self.reader.costs.read
 
+    def nearest_unread(self, rows: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        """The unread frame of each row nearest the chosen one (the chosen one itself when unread)."""
+        positions = torch.arange(self.num_frames, device=self.device)
+        distance = (positions - frame[:, None]).abs().float() + positions * 1e-3  # the earlier frame on a tie
+        return (distance + self.visited[rows] * 2 * self.num_frames).argmin(dim=1)
+
     def _init_rows(self, rows: torch.Tensor) -> None:
         self.reads[rows] = 0
         self.visited[rows] = 0.0
@@ -361,7 +382,7 @@ class JumpEpisodes(FrameEpisodes):
         rows = self._rows_where(active)
         gain = torch.zeros(self.num_rows, device=self.device)
         if len(rows):
-            self._read(rows, frame[rows])
+            self._read(rows, self.nearest_unread(rows, frame[rows]))
             m = margin(self.logits[rows], self.labels[rows])
             gain[rows] = (m - self.best[rows]).clamp_min(0)
             self.best[rows] = torch.maximum(self.best[rows], m)
@@ -384,10 +405,14 @@ class MultiAgentEpisodes(FrameEpisodes):
     its ``position`` and the ``progress``. The video's prediction is f_C over the agents' frames in
     temporal order; every agent gets the same reward, the gain of that prediction's confidence on the true
     class (the agents cooperate). GFLOPs: each distinct frame an agent stands on is read once (f_G, pi,
-    f_L, one f_C step), plus the final f_C over the agents' frames.
+    f_L, one f_C step), plus the final f_C over the agents' frames. ``cost_weight`` > 0 (not in the paper,
+    whose agents are priced by their step budget only) subtracts cost_weight x the GFLOPs of the new reads.
     """
 
-    def __init__(self, reader: FrameReader, agents: int = 3, steps: int = 4) -> None:
+    def __init__(self, reader: FrameReader, agents: int = 3, steps: int = 4, cost_weight: float = 0.0) -> None:
+        if not np.isfinite(cost_weight) or cost_weight < 0:
+            raise ValueError(f"cost_weight must be finite and >= 0, got {cost_weight}")
+        self.cost_weight = float(cost_weight)
         if not 1 <= agents <= reader.num_frames:
             raise ValueError(f"agents must be in [1, T={reader.num_frames}], got {agents}")
         if steps < 1:
@@ -396,6 +421,9 @@ class MultiAgentEpisodes(FrameEpisodes):
         self.local_dim = reader.model.classifier.local_dim
         self.global_dim = reader.model.classifier.global_dim
         super().__init__(reader)
+
+    def _cost_weight(self) -> float:
+        return self.cost_weight
 
     def _spaces(self) -> tuple[spaces.Dict, spaces.Discrete]:
         width = self.global_dim + self.local_dim + 1
@@ -426,18 +454,15 @@ class MultiAgentEpisodes(FrameEpisodes):
         if len(row):
             video = self.video[row]
             local = self.reader.patch_features(video, frame)
-            logits, _ = self.reader.model.classifier.step(self.reader.episodes.glance_pooled[video, frame], local, None)
             self.local[row, frame] = local
-            self.evidence[row, frame] = logits.softmax(-1).amax(-1)
+            self.evidence[row, frame] = self.reader.frame_logits(video, frame, local).softmax(-1).amax(-1)
             self.seen[row, frame] = True
             self.spent.index_add_(0, row, torch.full((len(row),), self.reader.costs.read, device=self.device))
 
     def _classify(self, rows: torch.Tensor) -> None:
         order = self.position[rows].sort(dim=1).values
-        video = self.video[rows][:, None]
-        pooled = self.reader.episodes.glance_pooled[video, order]
-        logits, self.hidden[rows] = self.reader.model.classifier(pooled, self.local[rows[:, None], order])
-        self.logits[rows] = logits[:, -1]
+        self.logits[rows], self.hidden[rows] = self.reader.sequence_logits(self.video[rows], order,
+                                                                           self.local[rows[:, None], order])
 
     def _init_rows(self, rows: torch.Tensor) -> None:
         self.position[rows] = self.start_positions()

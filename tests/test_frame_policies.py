@@ -39,7 +39,8 @@ def make_episodes(kind: str, reader: FrameReader, **options):
 
 class TellingReader(FrameReader):
     """A hand-made reader: frame ``good`` of every video makes f_C certain of the true class, every other
-    frame leaves it uniform (zero logits); f_C's state is unchanged."""
+    frame leaves it uniform (zero logits); f_C's state is unchanged. Over a sequence of frames (MultiAgent),
+    f_C is certain when the sequence holds frame ``good``."""
 
     good = 2
 
@@ -50,6 +51,15 @@ class TellingReader(FrameReader):
 
     def initial_logits(self, n):
         return torch.zeros(n, self.num_classes, device=self.device)
+
+    def frame_logits(self, video, frame, local):
+        return self.read(video, frame, None)[0]
+
+    def sequence_logits(self, video, frames, local):
+        found = (frames == self.good).any(dim=1)
+        logits = torch.zeros(len(video), self.num_classes, device=self.device)
+        logits[torch.arange(len(video)), self.labels(video)] = 8.0 * found.float()
+        return logits, torch.zeros(len(video), self.hidden_size, device=self.device)
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +157,17 @@ def test_adaframe_reward_is_the_margin_gain(telling):
     assert float(r[1]) == 0.0  # no better than before: no reward (never negative)
     r = episodes.step(torch.tensor([TellingReader.good, 0])).reward
     assert float(r[0]) == 0.0  # the same margin again is no gain
+    assert episodes.visited.sum(1).tolist() == [3, 3]  # re-chosen frames went to the nearest unread ones
+
+
+def test_adaframe_never_rereads_a_frame(reader):
+    episodes = JumpEpisodes(reader, max_reads=TINY_FRAMES, first=1)
+    episodes.begin(torch.arange(2))
+    for _ in range(TINY_FRAMES - 1):
+        episodes.step(torch.tensor([1, 3]))
+    assert bool((episodes.visited == 1).all()) and bool(episodes.finished.all())
+    with pytest.raises(ValueError, match="max_reads"):
+        JumpEpisodes(reader, max_reads=TINY_FRAMES + 1)
 
 
 def test_multiagent_reward_is_shared(telling):
@@ -154,6 +175,19 @@ def test_multiagent_reward_is_shared(telling):
     episodes.begin(torch.arange(2))
     r = episodes.step(torch.tensor([1, 1, 2, 1])).reward  # video 0 stays, video 1's first agent moves right
     assert r.shape == (4,) and r[0] == r[1] and r[2] == r[3]
+
+
+def test_multiagent_reward_finds_the_telling_frame_and_prices_reads(telling):
+    # 2 agents on 4 frames start at frames 1 and 3; the first moving right lands on frame 2, which tells
+    for weight in (0.0, 0.5):
+        episodes = MultiAgentEpisodes(telling, agents=2, steps=2, cost_weight=weight)
+        episodes.begin(torch.arange(2))
+        r = episodes.step(torch.tensor([2, 1, 1, 1])).reward
+        assert float(r[0]) > 0 and float(r[2]) == 0.0  # a found class pays; staying costs and gains nothing
+        last = episodes.step(torch.tensor([1, 1, 0, 1])).reward  # video 1 moves onto frame 0: a new read
+        final = 2 * COSTS.classifier  # the last step pays f_C over the two agents' frames
+        assert float(last[0]) == pytest.approx(-weight * final, abs=1e-6)
+        assert float(last[2]) == pytest.approx(-weight * (COSTS.read + final), abs=1e-6)
 
 
 # ---- GFLOPs accounting ----------------------------------------------------------------------------
