@@ -37,8 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=BaselineConfig.frames, help="K for SCSampler and Listen-to-look")
     parser.add_argument("--resolutions", type=int, nargs="+", help="AR-Net's resolutions (default: the paper's "
                         "224/168/112/84 scaled to the frame size)")
-    parser.add_argument("--efficiency-weight", type=float, default=ARNetConfig.efficiency_weight, help="AR-Net's lambda")
+    parser.add_argument("--efficiency-weight", type=float, help="AR-Net's lambda (default: the benchmark's tuned "
+                        "value, adafocus.baselines.EFFICIENCY_WEIGHTS)")
     parser.add_argument("--liteeval-weight", type=float, default=BaselineConfig.liteeval_weight)
+    parser.add_argument("--liteeval-budget", type=float, default=BaselineConfig.liteeval_budget,
+                        help="LiteEval's target fraction of reading every frame; a negative value: linear penalty")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -47,15 +50,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--runs needs one folder per preset: {len(args.presets)} presets, {len(runs)} folders")
     if args.threads:
         torch.set_num_threads(args.threads)
-    arnet = ARNetConfig(efficiency_weight=args.efficiency_weight)
-    if args.resolutions:
-        arnet = ARNetConfig(resolutions=tuple(args.resolutions), efficiency_weight=args.efficiency_weight)
+    arnet = ARNetConfig(resolutions=tuple(args.resolutions)) if args.resolutions else ARNetConfig()
+    budget = None if args.liteeval_budget is not None and args.liteeval_budget < 0 else args.liteeval_budget
     base = BaselineConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, frames=args.frames, arnet=arnet,
-                          liteeval_weight=args.liteeval_weight, methods=tuple(args.methods))
+                          liteeval_weight=args.liteeval_weight, liteeval_budget=budget, methods=tuple(args.methods))
     summary = {}
     for name, run in zip(args.presets, runs):
         config = preset(name)
-        results = compare(Path(run), Path(args.out) / name, with_preset_defaults(base, config.model.frame_size),
+        results = compare(Path(run), Path(args.out) / name, with_preset_defaults(base, config, args.efficiency_weight),
                           run_config=config, progress=not args.no_progress)
         written = results.pop("written")
         print_results(results, written, f"{name}: AdaFocus and the frame-selection baselines "

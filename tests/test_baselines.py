@@ -9,13 +9,14 @@ import pytest
 import torch
 from conftest import TINY_FRAME_SIZE, TINY_FRAMES, random_clips, tiny_model_config
 
-from adafocus.agents.arnet import ARNet, ARNetConfig
+from adafocus.agents.arnet import PAPER, ARNet, ARNetConfig
 from adafocus.agents.liteeval import LiteEval
 from adafocus.agents.listen_to_look import ListenToLook
 from adafocus.agents.scsampler import SCSampler
 from adafocus.backbones import AdaFocusModel, count_gmacs
 from adafocus.backbones.selectors import gumbel_choice
-from adafocus.baselines import BaselineConfig, build_selector, evaluate_selector, train_selector
+from adafocus.baselines import (EFFICIENCY_WEIGHTS, BaselineConfig, build_selector, evaluate_selector, train_selector,
+                                with_preset_defaults)
 from adafocus.config import preset
 from adafocus.training import Environment
 
@@ -105,6 +106,17 @@ def test_liteeval_cost_counts_fine_frames(model, clips):
     cost = selector.costs
     expected = TINY_FRAMES * cost["coarse"] + cost["classifier"] + out.choices.sum(1).float() * cost["fine"]
     torch.testing.assert_close(out.gmacs, expected)
+    with pytest.raises(ValueError, match="budget"):
+        LiteEval(model, budget=1.5)
+
+
+def test_preset_defaults_scale_arnet_to_the_frames():
+    paper = with_preset_defaults(BaselineConfig(), preset("activitynet"))
+    assert paper.arnet.resolutions == PAPER.resolutions
+    tuned = with_preset_defaults(BaselineConfig(), preset("synthetic"))
+    assert tuned.arnet.resolutions == (112, 84, 56, 42)
+    assert tuned.arnet.efficiency_weight == EFFICIENCY_WEIGHTS["synthetic"]
+    assert with_preset_defaults(BaselineConfig(), preset("synthetic"), 0.1).arnet.efficiency_weight == 0.1
 
 
 @pytest.mark.parametrize("name", ["arnet", "liteeval", "listen_to_look"])
@@ -154,10 +166,16 @@ def test_training_through_the_shared_loop_changes_only_the_selector(model, tmp_p
     assert 0.0 <= metrics["top1"] <= 1.0 and (tmp_path / "arnet" / "checkpoint.pt").is_file()
     assert not torch.equal(policy, selector.policy_out.weight)
     assert all(torch.equal(backbone[k], v) for k, v in selector.backbones.state_dict().items())
-    # a finished checkpoint is loaded, not retrained
+    # a second run trains afresh over the same seed: the same weights, the log rewritten, not appended
+    torch.manual_seed(1)
     again = build_selector("arnet", model, config)
-    train_selector(again, feats["train"], feats["val"], tmp_path / "arnet", config, run,
-                   Environment(torch.device("cpu")), progress=False)
-    assert torch.equal(again.policy_out.weight, selector.policy_out.weight)
+    torch.manual_seed(1)
+    first = build_selector("arnet", model, config)
+    for s in (first, again):
+        torch.manual_seed(3)
+        train_selector(s, feats["train"], feats["val"], tmp_path / "arnet", config, run,
+                       Environment(torch.device("cpu")), progress=False)
+    assert torch.equal(again.policy_out.weight, first.policy_out.weight)
+    assert len((tmp_path / "arnet" / "log.csv").read_text().splitlines()) == 2  # header + one epoch
     result = evaluate_selector(selector.eval(), val)
     assert 0.0 <= result.top1 <= 1.0 and result.gflops_per_video > 0 and result.videos_per_second > 0
