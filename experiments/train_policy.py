@@ -33,7 +33,7 @@ def main() -> None:
     if args.frame_policy:
         frame_out = Path(args.frame_out or f"{out}_frames")
         frame_job(out, frame_out, args.frame_policy, frame_settings(args), args.frame_lambdas,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, val_videos=args.frame_eval_videos)
 
 
 if __name__ == "__main__":
