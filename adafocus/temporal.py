@@ -302,22 +302,46 @@ def evaluate_frame_policies(run: Path, policies: list[Path], k: int | None = Non
             "videos": len(clips), "frames": t, "k": k, "split": split, "run": str(run)}
 
 
+def _family(name: str) -> str:
+    """Rows of one method (pi' at several lambdas, MultiAgent with and without a cost) share a line."""
+    if name.startswith("pi_prime"):
+        return "pi' (" + name.rsplit("_", 1)[-1] + " skip, lambda swept)"
+    if name.startswith("multiagent"):
+        return "MultiAgent (cost weight 0 / swept)"
+    return name
+
+
 def plot_frame_budget(results: dict[str, dict[str, Any]], path: Path, title: str = "") -> list[Path]:
     """Top-1 vs GFLOPs per video: uniform K and oracle K as lines over K, threshold exit and AdaFrame's
-    utility stop as swept curves, every method's own operating point as a marker."""
+    utility stop as swept curves, pi' (one point per lambda) and MultiAgent as connected points."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.0, 4.6))
-    for i, (name, row) in enumerate(results.items()):
-        color = plotting.PALETTE[i % len(plotting.PALETTE)]
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    families: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for name, row in results.items():
+        families.setdefault(_family(name), []).append((name, row))
+    how = {"uniform": "over K = 1..T", "oracle": "over K = 1..T", "threshold_exit": "threshold swept",
+           "adaframe": "utility stop swept"}
+    colors = [c for c in plotting.PALETTE if c != "#F0E442"]  # yellow is unreadable on white
+    for i, (family, rows) in enumerate(families.items()):
+        color = colors[i % len(colors)]
+        marker = "osD^vP*X"[i % 8]
+        if len(rows) > 1 or family != rows[0][0]:  # a family of operating points
+            points = sorted((r["gflops_per_video"], 100 * r["top1"], n) for n, r in rows)
+            ax.plot([p[0] for p in points], [p[1] for p in points], color=color, marker=marker, markersize=6,
+                    linewidth=1.3, linestyle="--", label=family)
+            for x, y, n in points:
+                if "lambda" in n:
+                    ax.annotate(n.split("lambda")[1].split("_")[0], (x, y), textcoords="offset points",
+                                xytext=(4, 4), fontsize=6, color=color)
+            continue
+        name, row = rows[0]
         curve = row.get("curve") or []
         if len(curve) > 1:
-            how = {"uniform": "over K", "oracle": "over K", "threshold_exit": "threshold swept"}.get(
-                name.split("_k")[0], "utility stop swept")
             ax.plot([p["gflops_per_video"] for p in curve], [100 * p["top1"] for p in curve], color=color,
-                    marker="o", markersize=3, linewidth=1.3, label=f"{name} ({how})")
+                    marker="o", markersize=2.5, linewidth=1.3, label=f"{name} ({how.get(name.split('_k')[0], 'swept')})")
         if name != "threshold_exit":
-            ax.scatter([row["gflops_per_video"]], [100 * row["top1"]], color=color, marker="D", s=55, zorder=3,
+            ax.scatter([row["gflops_per_video"]], [100 * row["top1"]], color=color, marker=marker, s=55, zorder=3,
                        edgecolor="black", linewidth=0.6, label=None if len(curve) > 1 else name)
     ax.set_xlabel("GFLOPs per video (multiply-accumulates)")
     ax.set_ylabel("top-1 accuracy (%)")

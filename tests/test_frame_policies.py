@@ -303,3 +303,14 @@ def test_run_frame_policy_counts_decisions(reader):
     out = run_frame_policy(episodes, Stopper(), torch.device("cpu"))
     assert out["decisions"].tolist() == [1] * episodes.num_videos
     assert out["gmacs"].tolist() == pytest.approx([COSTS.glance] * episodes.num_videos)  # the agent costs 0 MACs
+
+
+def test_frame_plot_writes_png_and_svg(tmp_path):
+    from adafocus.temporal import plot_frame_budget
+
+    curve = [{"gflops_per_video": g, "top1": a} for g, a in ((0.1, 0.2), (0.2, 0.4))]
+    row = lambda g, a, c=None: {"gflops_per_video": g, "top1": a, "curve": c or []}  # noqa: E731
+    results = {"all_frames": row(0.2, 0.4), "uniform_k1": row(0.1, 0.2, curve), "threshold_exit": row(0.2, 0.4, curve),
+               "pi_prime_lambda0.5_glance": row(0.15, 0.35), "pi_prime_lambda1_glance": row(0.1, 0.3)}
+    written = plot_frame_budget(results, tmp_path / "budget")
+    assert [p.suffix for p in written] == [".png", ".svg"] and all(p.stat().st_size > 0 for p in written)
