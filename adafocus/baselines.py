@@ -187,14 +187,16 @@ def compare(run_folder: Path, out: Path, config: BaselineConfig, run_config: Run
     paths = data_paths(run, progress)
     clips = {split: clip_set(run, paths, split, progress) for split in ("train", "val")}
     model = build_model(run, files.warmup, env.device)  # shared backbones: f_G, f_L and head of the warm-up
-    selectors = {name: build_selector(name, model, config).to(env.device) for name in config.methods}
+    selectors = {}
+    for name in config.methods:  # each initialised from the run's seed, whichever others run beside it
+        torch.manual_seed(run.seed)
+        selectors[name] = build_selector(name, model, config).to(env.device)
     resolutions = tuple(sorted({r for s in selectors.values() for r in s.resolutions}, reverse=True))
     began = time.perf_counter()
     features = shared_features(next(iter(selectors.values())), clips, resolutions, files.warmup, out / "frozen_features.pt")
     features = {split: (f.to(env.device), clips[split].labels.to(env.device)) for split, f in features.items()}
     timings = {"frozen_features_seconds": time.perf_counter() - began}
     for name, selector in selectors.items():
-        torch.manual_seed(run.seed)
         began = time.perf_counter()
         metrics = train_selector(selector, features["train"], features["val"], out / name, config, run, env, progress)
         timings[f"{name}_train_seconds"] = time.perf_counter() - began
