@@ -54,6 +54,7 @@ class BaselineConfig:
     liteeval_weight: float = 10.0
     liteeval_budget: float | None = 0.5
     methods: tuple[str, ...] = METHODS
+    seed: int | None = None  # the baselines' initialisation and training seed (None: the AdaFocus run's)
 
     def __post_init__(self) -> None:
         unknown = set(self.methods) - set(METHODS)
@@ -126,13 +127,14 @@ def train_selector(selector: FrameSelector, train: tuple[FrozenFeatures, torch.T
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "log.csv").unlink(missing_ok=True)  # the loop appends to it
     return train_stage(task, stage, _IndexSet(train[1]), _IndexSet(val[1]), folder, env, run.model.num_classes,
-                       run.seed, meta, resume=False, progress=progress, name=selector.name)
+                       run.seed if config.seed is None else config.seed, meta, resume=False, progress=progress,
+                       name=selector.name)
 
 
 @torch.no_grad()
 def evaluate_selector(selector: FrameSelector, clips: ClipSet, batch_size: int = 32) -> PolicyResult:
     """``predict`` from pixels over every clip: top-1, mAP, mean GFLOPs per video and measured videos/s."""
-    device = selector._device
+    device = selector.device
     selector.eval()
     logits, gmacs = [], []
     began = time.perf_counter()
@@ -188,8 +190,9 @@ def compare(run_folder: Path, out: Path, config: BaselineConfig, run_config: Run
     clips = {split: clip_set(run, paths, split, progress) for split in ("train", "val")}
     model = build_model(run, files.warmup, env.device)  # shared backbones: f_G, f_L and head of the warm-up
     selectors = {}
-    for name in config.methods:  # each initialised from the run's seed, whichever others run beside it
-        torch.manual_seed(run.seed)
+    seed = run.seed if config.seed is None else config.seed
+    for name in config.methods:  # each initialised from the seed, whichever others run beside it
+        torch.manual_seed(seed)
         selectors[name] = build_selector(name, model, config).to(env.device)
     resolutions = tuple(sorted({r for s in selectors.values() for r in s.resolutions}, reverse=True))
     began = time.perf_counter()

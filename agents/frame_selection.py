@@ -144,7 +144,7 @@ class FrameSelector(nn.Module, ABC):
     @cached_property
     def glance_gmacs(self) -> float:
         """f_G on one whole frame at ``global_size``."""
-        frame = torch.zeros(1, 3, self.global_size, self.global_size, device=self._device)
+        frame = torch.zeros(1, 3, self.global_size, self.global_size, device=self.device)
         with evaluating(self.backbones):
             return count_gmacs(self.backbones["global_encoder"].forward_map, frame)
 
@@ -153,14 +153,14 @@ class FrameSelector(nn.Module, ABC):
         """f_L and its head on one whole frame, per input resolution."""
         with evaluating(self.backbones):
             return {r: count_gmacs(lambda x: self.classify(self.backbones["local_encoder"](x)),
-                                   torch.zeros(1, 3, r, r, device=self._device)) for r in self.resolutions}
+                                   torch.zeros(1, 3, r, r, device=self.device)) for r in self.resolutions}
 
     def decision_gmacs(self, frames: int) -> float:
         """GFLOPs of the method's decisions for one video of ``frames`` frames: f_G on every frame and the
         selector's own networks, counted by running :meth:`decide` on zeros (cached per T)."""
         cache = self.__dict__.setdefault("_decision_gmacs", {})
         if frames not in cache:
-            maps = torch.zeros(1, frames, *self.map_shape, device=self._device)
+            maps = torch.zeros(1, frames, *self.map_shape, device=self.device)
             with evaluating(self):
                 cache[frames] = frames * self.glance_gmacs + count_gmacs(self.decide, maps)
         return cache[frames]
@@ -170,7 +170,8 @@ class FrameSelector(nn.Module, ABC):
         raise NotImplementedError(f"{type(self).__name__} has no separate decision pass")
 
     @property
-    def _device(self) -> torch.device:
+    def device(self) -> torch.device:
+        """Where the method's networks (and the frozen backbones) are."""
         return next(self.parameters()).device
 
     # ---- the method ---------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ class LiteEval(FrameSelector):
         self.head = nn.Linear(coarse_size + fine_size, self.num_classes)
 
     def _zeros(self, *shape: int) -> torch.Tensor:
-        return torch.zeros(*shape, device=self._device)
+        return torch.zeros(*shape, device=self.device)
 
     @cached_property
     def costs(self) -> dict[str, float]:

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--liteeval-weight", type=float, default=BaselineConfig.liteeval_weight)
     parser.add_argument("--liteeval-budget", type=float, default=BaselineConfig.liteeval_budget,
                         help="LiteEval's target fraction of reading every frame; a negative value: linear penalty")
+    parser.add_argument("--seed", type=int, help="the baselines' seed (default: the AdaFocus run's)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     arnet = ARNetConfig(resolutions=tuple(args.resolutions)) if args.resolutions else ARNetConfig()
     budget = None if args.liteeval_budget is not None and args.liteeval_budget < 0 else args.liteeval_budget
     base = BaselineConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, frames=args.frames, arnet=arnet,
-                          liteeval_weight=args.liteeval_weight, liteeval_budget=budget, methods=tuple(args.methods))
+                          liteeval_weight=args.liteeval_weight, liteeval_budget=budget, methods=tuple(args.methods), seed=args.seed)
     summary = {}
     for name, run in zip(args.presets, runs):
         config = preset(name)
