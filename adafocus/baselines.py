@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from adafocus.agents.arnet import ARNet, ARNetConfig
-from adafocus.agents.frame_selection import FrameSelector, FrozenFeatures
+from adafocus.agents.frame_selection import FrameSelector, FrozenFeatures, Selection
 from adafocus.agents.liteeval import LiteEval
 from adafocus.agents.listen_to_look import ListenToLook
 from adafocus.agents.scsampler import SCSampler
@@ -132,21 +132,24 @@ def train_selector(selector: FrameSelector, train: tuple[FrozenFeatures, torch.T
 
 
 @torch.no_grad()
-def evaluate_selector(selector: FrameSelector, clips: ClipSet, batch_size: int = 32) -> PolicyResult:
-    """``predict`` from pixels over every clip: top-1, mAP, mean GFLOPs per video and measured videos/s."""
+def evaluate_selector(selector: FrameSelector, clips: ClipSet, batch_size: int = 32) -> tuple[PolicyResult, dict[str, float]]:
+    """``predict`` from pixels over every clip: top-1, mAP, mean GFLOPs per video and measured videos/s; and
+    what the method read (frames per video, per resolution for AR-Net)."""
     device = selector.device
     selector.eval()
-    logits, gmacs = [], []
+    logits, gmacs, choices = [], [], []
     began = time.perf_counter()
     for start in range(0, len(clips), batch_size):
         out = selector.predict(clips.frames[start:start + batch_size].to(device))
         logits.append(out.logits)
         gmacs.append(out.gmacs)
+        choices.append(out.choices)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - began
     run = Rollout(torch.cat(logits)[:, None], clips.labels.to(device), None, seconds)
-    return summarize(run, float(torch.cat(gmacs).mean()), curve=False)
+    usage = selector.usage(Selection(run.logits[:, 0], torch.cat(gmacs), torch.cat(choices)))
+    return summarize(run, float(torch.cat(gmacs).mean()), curve=False), usage
 
 
 def shared_features(selector: FrameSelector, clips: dict[str, ClipSet], resolutions: tuple[int, ...],
@@ -203,8 +206,8 @@ def compare(run_folder: Path, out: Path, config: BaselineConfig, run_config: Run
         began = time.perf_counter()
         metrics = train_selector(selector, features["train"], features["val"], out / name, config, run, env, progress)
         timings[f"{name}_train_seconds"] = time.perf_counter() - began
-        result = evaluate_selector(selector, clips["val"])
-        policies[name] = {**result.row(), "train_metrics": metrics}
+        result, usage = evaluate_selector(selector, clips["val"])
+        policies[name] = {**result.row(), "usage": usage, "train_metrics": metrics}
     results = {"policies": policies, "run": str(run_folder), "preset": run.preset, "videos": len(clips["val"]),
                "frames": clips["val"].num_frames, "baseline": to_dict(config), "timings": timings,
                "threads": torch.get_num_threads(), "device": str(env.device)}

@@ -114,6 +114,12 @@ class ARNet(FrameSelector):
         full = t * self.read_gmacs[max(self.resolutions)]
         return F.cross_entropy(selection.logits, labels) + self.config.efficiency_weight * (selection.gmacs / full).mean()
 
+    def usage(self, selection: Selection) -> dict[str, float]:
+        """Frames read per video, and per resolution (``frames_at_<side>``)."""
+        counts = torch.bincount(selection.choices.flatten(), minlength=self.skip + 1).float() / len(selection.choices)
+        return {"frames_read": float(counts[:self.skip].sum()),
+                **{f"frames_at_{r}": float(c) for r, c in zip(self.resolutions, counts[:self.skip])}}
+
     @torch.no_grad()
     def predict(self, frames: torch.Tensor) -> Selection:
         self._check_frames(frames)

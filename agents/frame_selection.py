@@ -183,6 +183,10 @@ class FrameSelector(nn.Module, ABC):
     def loss(self, selection: Selection, labels: torch.Tensor) -> torch.Tensor:
         """The method's training loss on one batch."""
 
+    def usage(self, selection: Selection) -> dict[str, float]:
+        """What a batch's selection read, averaged over its videos (default: frames per video)."""
+        return {"frames_read": float(selection.choices.shape[1])}
+
     @abstractmethod
     def predict(self, frames: torch.Tensor) -> Selection:
         """Inference from uint8 frames (B, T, 3, H, W): runs f_L only on what is selected."""

@@ -96,6 +96,10 @@ class LiteEval(FrameSelector):
         penalty = used if self.budget is None else (used - self.budget) ** 2
         return F.cross_entropy(selection.logits, labels) + self.compute_weight * penalty
 
+    def usage(self, selection: Selection) -> dict[str, float]:
+        """Frames whose fine features were computed, per video."""
+        return {"frames_read": float(selection.choices.float().sum(1).mean())}
+
     @torch.no_grad()
     def predict(self, frames: torch.Tensor) -> Selection:
         self._check_frames(frames)

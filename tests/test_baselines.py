@@ -95,6 +95,7 @@ def test_top_k_methods_read_exactly_k_distinct_frames(name, model, clips):
         assert ((out.choices >= 0) & (out.choices < TINY_FRAMES)).all()
     read = selector.read_gmacs[TINY_FRAME_SIZE]
     assert float(out.gmacs[0]) == pytest.approx(selector.decision_gmacs(TINY_FRAMES) + K * read)
+    assert selector.usage(out)["frames_read"] == K
     with pytest.raises(ValueError, match="frames"):
         type(selector)(model, frames=0)
 
@@ -106,6 +107,7 @@ def test_liteeval_cost_counts_fine_frames(model, clips):
     cost = selector.costs
     expected = TINY_FRAMES * cost["coarse"] + cost["classifier"] + out.choices.sum(1).float() * cost["fine"]
     torch.testing.assert_close(out.gmacs, expected)
+    assert selector.usage(out)["frames_read"] == pytest.approx(float(out.choices.sum(1).float().mean()))
     with pytest.raises(ValueError, match="budget"):
         LiteEval(model, budget=1.5)
 
@@ -177,5 +179,7 @@ def test_training_through_the_shared_loop_changes_only_the_selector(model, tmp_p
                        Environment(torch.device("cpu")), progress=False)
     assert torch.equal(again.policy_out.weight, first.policy_out.weight)
     assert len((tmp_path / "arnet" / "log.csv").read_text().splitlines()) == 2  # header + one epoch
-    result = evaluate_selector(selector.eval(), val)
+    result, usage = evaluate_selector(selector.eval(), val)
     assert 0.0 <= result.top1 <= 1.0 and result.gflops_per_video > 0 and result.videos_per_second > 0
+    assert 0 <= usage["frames_read"] <= TINY_FRAMES
+    assert usage["frames_read"] == pytest.approx(sum(usage[f"frames_at_{r}"] for r in RESOLUTIONS))
