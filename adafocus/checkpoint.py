@@ -8,6 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from adafocus.backbones import ModelConfig
+
+from .config import from_dict, to_dict
+
 
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save to ``path`` so that a crash mid-write leaves the previous file intact."""
@@ -45,6 +49,8 @@ def check_architecture(checkpoint: dict[str, Any], model_config: dict[str, Any],
     """Fail with the differing fields when a checkpoint was written for another architecture."""
     saved = checkpoint.get("config", {}).get("model")
     if saved is not None:
+        # fields added since the checkpoint was written take their defaults (what that code built)
+        saved = to_dict(from_dict(ModelConfig, saved))
         diffs = _differences(model_config, saved)
         if diffs:
             raise ValueError(f"checkpoint {path} was written for another architecture:\n  " + "\n  ".join(diffs))

@@ -8,6 +8,7 @@ import gymnasium
 
 from .adafocus_env import AdaFocusEnv
 from .boundary import check_actions, to_host
+from .clip_episodes import ClipEpisodes
 from .episodes import EnvConfig, FocusEpisodes, StepResult
 from .frame_episodes import (FrameCosts, FrameEpisodes, FrameReader, JumpEpisodes, MultiAgentEpisodes,
                              SkipEpisodes)
@@ -17,10 +18,13 @@ from .vec_env import AdaFocusVecEnv
 
 if "AdaFocus-v0" not in gymnasium.registry:
     gymnasium.register("AdaFocus-v0", entry_point="adafocus.presets:make_default_env")
+if "AdaFocusTSM-v0" not in gymnasium.registry:  # Section 4.2: one patch per clip, on the motion variant
+    gymnasium.register("AdaFocusTSM-v0", entry_point="adafocus.presets:make_default_env",
+                       kwargs={"preset_name": "synthetic_tsm"})
 for _name, _kind in (("AdaFocusPlus-v0", "pi_prime"), ("AdaFrame-v0", "adaframe"), ("MultiAgent-v0", "multiagent")):
     if _name not in gymnasium.registry:  # frame policies on the temporal synthetic variant (adafocus.temporal)
         gymnasium.register(_name, entry_point="adafocus.temporal:make_frame_env", kwargs={"kind": _kind})
 
-__all__ = ["AdaFocusEnv", "AdaFocusVecEnv", "EnvConfig", "FocusEpisodes", "FrameCosts", "FrameEnv", "FrameEpisodes",
+__all__ = ["AdaFocusEnv", "AdaFocusVecEnv", "ClipEpisodes", "EnvConfig", "FocusEpisodes", "FrameCosts", "FrameEnv", "FrameEpisodes",
            "FrameReader", "FrameVecEnv", "JumpEpisodes", "MultiAgentEpisodes", "REWARDS", "SkipEpisodes", "StepResult",
            "check_actions", "confidence", "confidence_gain", "to_host"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -19,6 +20,7 @@ from adafocus.config import DataConfig, PolicyConfig, RunConfig, StageConfig, pr
 from adafocus.data.synthetic import SyntheticConfig
 from adafocus.envs import AdaFocusEnv, AdaFocusVecEnv, ClipEpisodes, EnvConfig, confidence
 from adafocus.pipeline import build_model, evaluate_run, main_job, run_supervised
+from adafocus.runs import DataPaths, video_dataset
 
 from conftest import random_clips
 from test_tsm import tiny_clip_config
@@ -130,6 +132,9 @@ def test_presets_of_section_4_2():
     assert jester.model.num_classes == 27 and jester.data.list_format == "jester" and not jester.data.flip
     tsm = preset("synthetic_tsm")
     assert tsm.data.synthetic.drift and not tsm.data.flip and tsm.model.glance_frames < tsm.data.frames
+    flipped = replace(sth, data=replace(sth.data, flip=True, train_list="train.csv", val_list="val.csv"))
+    with pytest.raises(ValueError, match="flip"):  # refused before any file is read
+        video_dataset(flipped, DataPaths(Path("train.csv"), Path("val.csv"), None, None), "train", train=True)
 
 
 @pytest.fixture(scope="module")

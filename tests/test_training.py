@@ -133,6 +133,17 @@ def test_mismatched_corrupt_and_missing_checkpoints_fail_clearly(tiny_config, tm
         build_model(tiny_config, broken)
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         build_model(tiny_config, tmp_path / "nowhere.pt")
+    # a checkpoint written before a model field existed: the field takes its default, which must fit the run
+    state = checkpoint.load(stage1)
+    for spec in ("global_encoder", "local_encoder"):
+        del state["config"]["model"][spec]["shift"]
+    older = tmp_path / "older.pt"
+    checkpoint.save_atomic(state, older)
+    assert build_model(tiny_config, older) is not None
+    shifted = replace(tiny_config, model=replace(tiny_config.model, glance_frames=2,
+                                                 local_encoder=replace(tiny_config.model.local_encoder, shift=0.125)))
+    with pytest.raises(ValueError, match="local_encoder.shift"):
+        build_model(shifted, older)
 
 
 def test_atomic_save_keeps_the_previous_file_when_writing_fails(tmp_path, monkeypatch):
