@@ -221,9 +221,11 @@ def compare(run_folder: Path, out: Path, config: BaselineConfig, run_config: Run
 
 
 # AR-Net's efficiency weight per benchmark, picked on its validation videos (the paper tunes it per dataset):
-# the synthetic previews carry no per-frame evidence, so the choice flips from every frame read to none within
-# a narrow range (synthetic: 2 reads 8 of 8, 2.5 reads 6, 3 none; temporal: 0.7 reads 8, 0.85 reads 7, 1 none).
-EFFICIENCY_WEIGHTS = {"synthetic": 2.5, "synthetic_temporal": 0.85}
+# the synthetic previews carry no per-frame evidence, so the policy reads every frame or none, and where it flips
+# depends on the seed; these are the largest weights tried that read every frame for seeds 0, 1 and 2
+# (synthetic: 1.5 and 2 skip everything for some seeds; temporal: 0.7 read all three, 0.85 read 7 of 8 for seed 0,
+# 1 skips everything for seed 0).
+EFFICIENCY_WEIGHTS = {"synthetic": 1.0, "synthetic_temporal": 0.7}
 
 
 def with_preset_defaults(config: BaselineConfig, run: RunConfig, efficiency_weight: float | None = None) -> BaselineConfig:
