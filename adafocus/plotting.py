@@ -15,7 +15,10 @@ import torch  # noqa: E402
 # Okabe-Ito: distinguishable under the common colour-vision deficiencies
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 STYLE = {"learned": ("#0072B2", "o"), "random": ("#E69F00", "s"), "center": ("#009E73", "^"),
-         "oracle": ("#CC79A7", "D"), "global_only": ("#000000", "x"), "full_frame": ("#D55E00", "*")}
+         "oracle": ("#CC79A7", "D"), "global_only": ("#000000", "x"), "full_frame": ("#D55E00", "*"),
+         "adafocus": ("#0072B2", "o"), "tsm": ("#D55E00", "P"), "tsm_plus": ("#882255", "*"),
+         "arnet": ("#56B4E9", "v"), "scsampler": ("#999933", "<"), "liteeval": ("#44AA99", ">"),
+         "listen_to_look": ("#AA4499", "h")}
 
 
 def _save(fig: plt.Figure, path: Path) -> list[Path]:

@@ -4,7 +4,7 @@ and one accuracy-vs-GFLOPs plot.
 
     python experiments/compare_baselines.py                      # both benchmarks
     python experiments/compare_baselines.py --presets synthetic  # one
-    python experiments/compare_baselines.py --out runs/baselines --runs runs/synthetic runs/temporal
+    python experiments/compare_baselines.py --out runs/baselines --runs runs/synthetic runs/synthetic_temporal
 
 Each benchmark's AdaFocus run folder (``--runs``, one per preset) is reused when finished (its warm-up gives
 every method its backbones); a missing one is trained first by the main job, as ``train_policy.py`` would.
@@ -22,13 +22,13 @@ from adafocus.baselines import METHODS, BaselineConfig, compare, with_preset_def
 from adafocus.cli import print_results
 from adafocus.config import preset
 
-DEFAULT_RUNS = {"synthetic": "runs/synthetic", "synthetic_temporal": "runs/temporal"}
+DEFAULT_RUNS = {"synthetic": "runs/synthetic", "synthetic_temporal": "runs/synthetic_temporal"}  # train_policy's
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["synthetic", "synthetic_temporal"])
-    parser.add_argument("--runs", nargs="+", help="AdaFocus run folder per preset (default: runs/synthetic, runs/temporal)")
+    parser.add_argument("--runs", nargs="+", help="AdaFocus run folder per preset (default: runs/<preset>, as train_policy.py writes)")
     parser.add_argument("--out", default="runs/baselines", help="results go to <out>/<preset>/")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--epochs", type=int, default=BaselineConfig.epochs)

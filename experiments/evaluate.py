@@ -2,6 +2,7 @@
 and early-exit curve, written to <run>/evaluation/results.json with the accuracy-vs-GFLOPs plot.
 
     python experiments/evaluate.py --run runs/synthetic
+    python experiments/evaluate.py --run runs/synthetic --baselines   # + AR-Net, SCSampler, LiteEval, Listen-to-look
     python experiments/evaluate.py --run runs/my_run --val-list other_val.txt --checkpoint x.pt --policy p.zip
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from adafocus.baselines import BaselineConfig, compare, with_preset_defaults
 from adafocus.cli import print_results
 from adafocus.pipeline import evaluate_run, open_run, write_report
 
@@ -24,6 +26,9 @@ def main() -> None:
     parser.add_argument("--device", help="override the run's device (auto, cpu, cuda)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", help="output folder (default: <run>/evaluation)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also train (frozen backbones, seconds each) and evaluate AR-Net, SCSampler, LiteEval and "
+                             "Listen-to-look on the run's backbones, in the same table and plot")
     args = parser.parse_args()
 
     run = open_run(Path(args.run))
@@ -32,6 +37,12 @@ def main() -> None:
         config = replace(config, data=replace(config.data, val_list=args.val_list))
     if args.device:
         config = replace(config, device=args.device)
+    out = Path(args.out) if args.out else Path(args.run) / "evaluation"
+    if args.baselines:
+        results = compare(Path(args.run), out, with_preset_defaults(BaselineConfig(), config), run_config=config)
+        written = results.pop("written")
+        print_results(results, written, f"{args.run}: AdaFocus and the frame-selection baselines ({results['videos']} videos)")
+        return
     evaluation = evaluate_run(config, Path(args.checkpoint) if args.checkpoint else run.checkpoint,
                               Path(args.policy) if args.policy else run.policy, args.split,
                               batch_size=args.batch_size, full_frame=run.warmup, tsm_plus=run.tsm_plus)
