@@ -167,15 +167,16 @@ def _synthetic() -> RunConfig:
 
 
 def _synthetic_temporal() -> RunConfig:
-    """The synthetic benchmark's temporal-redundancy variant: the target's class detail shows in only 4 of the
-    16 frames (aligned pairs), so 2 of the 8 sampled frames carry the class; everything else as ``synthetic``
+    """The synthetic benchmark's temporal-redundancy variant: the target shows (with its class detail) in only
+    4 of the 16 frames (aligned pairs), so 2 of the 8 sampled frames carry the class, and is absent from the
+    others, which f_G can see; everything else as ``synthetic``
     but stage I, whose patches follow the annotated target (``oracle``): with random patches about one
     training patch in 40 shows readable detail, and stage I stayed at chance (0.078 top-1 after 12 of 24
     epochs, measured). pi is still learned by PPO in stage II; this variant's subject is which frames to read.
     """
     base = _synthetic()
     return replace(base, preset="synthetic_temporal",
-                   data=replace(base.data, synthetic=replace(base.data.synthetic, readable_frames=4)),
+                   data=replace(base.data, synthetic=replace(base.data.synthetic, readable_frames=4, unreadable="absent")),
                    stage1=replace(base.stage1, patches="oracle"))
 
 

@@ -17,9 +17,11 @@ Two variants, one option each:
 
 - ``readable_frames = k > 0`` (temporal redundancy): only k frames of each video show the target's texture,
   in aligned pairs (frames 2j, 2j + 1, so TSN sampling of ``video_frames / 2`` segments keeps k / 2 readable
-  frames); in the others the target is drawn flat (its tint, no grating, as if blurred), while distractors
-  keep their textures throughout. Processing every frame then wastes compute, and looking at the target in
-  the wrong frame reads nothing.
+  frames); in the others the target is drawn flat (``unreadable = "flat"``: its tint, no grating, as if
+  blurred; f_G cannot tell these frames from readable ones) or not at all (``"absent"``: f_G sees where the
+  red tile is, so a frame policy can learn which frames are worth reading), while distractors keep their
+  textures throughout. Processing every frame then wastes compute, and looking at the target in the wrong
+  frame reads nothing.
 - ``drift = True`` (motion): the class is (texture, direction). The target's modulation pattern drifts one
   pixel per frame along its modulation axis, forward or backward; one frame shows the texture but not the
   direction, two neighbouring frames show both. Only modulated textures are used (periods >= 6, so a
@@ -58,6 +60,7 @@ class SyntheticConfig:
     fps: int = 8
     crf: int = 10  # x264 quality: low enough that the period-2 detail survives compression
     readable_frames: int = 0  # 0: every frame shows the class; k > 0: only k frames (aligned pairs) do
+    unreadable: str = "flat"  # the target in the other frames: "flat" (visible, no texture) or "absent"
     drift: bool = False  # the class is (texture, drift direction of its pattern): motion decides
     seed: int = 0
 
@@ -71,6 +74,8 @@ class SyntheticConfig:
         if self.readable_frames < 0 or self.readable_frames % 2 or self.readable_frames > self.video_frames:
             raise ValueError(f"readable_frames must be an even number in [0, video_frames={self.video_frames}], "
                              f"got {self.readable_frames}")
+        if self.unreadable not in ("flat", "absent"):
+            raise ValueError(f"unreadable must be 'flat' or 'absent', got {self.unreadable!r}")
         if self.video_frames % 2:
             raise ValueError(f"video_frames must be even (frames come in pairs), got {self.video_frames}")
 
@@ -174,6 +179,8 @@ def render_video(config: SyntheticConfig, label: int,
                                                 tint, config.ring_width)
         for t, (x, y) in enumerate(path):
             if is_target and not readable[t]:
+                if config.unreadable == "absent":
+                    continue
                 image = flat
             elif still is None:
                 image = _tile(_drift_texture(c, tile, config.num_classes, config.contrast, phase, t), tint,

@@ -77,3 +77,44 @@ def test_bad_configs_are_rejected():
         SyntheticConfig(num_classes=5)
     with pytest.raises(ValueError, match="distractors"):
         SyntheticConfig(num_classes=4, distractors=4)
+
+
+def _target_pixels(frames: np.ndarray, boxes: np.ndarray, t: int, ring: int) -> np.ndarray:
+    x0, y0, x1, y1 = boxes[t].astype(int)
+    return frames[t, y0 + ring:y1 - ring, x0 + ring:x1 - ring].astype(float)  # (h, w, 3)
+
+
+@pytest.mark.parametrize("unreadable", ["flat", "absent"])
+def test_temporal_variant_hides_the_class_in_all_but_aligned_pairs(unreadable):
+    config = SyntheticConfig(num_classes=6, video_frames=8, frame_size=64, tile_size=16, distractors=0,
+                             readable_frames=4, unreadable=unreadable)
+    frames, boxes, readable = render_video(config, label=1, rng=np.random.default_rng(3))
+    assert readable.sum() == 4 and (readable[0::2] == readable[1::2]).all()  # whole pairs (2j, 2j + 1)
+    red = (frames[..., 0].astype(int) - frames[..., 2].astype(int) > 60).reshape(8, -1).sum(1)
+    for t in range(8):
+        detail = _target_pixels(frames, boxes, t, config.ring_width).std(axis=(0, 1)).max()  # per channel
+        if readable[t]:
+            assert detail > 20 and red[t] > 0  # the grating is there
+        elif unreadable == "flat":
+            assert detail < 8 and red[t] > 0  # the tile is there, without its texture
+        else:
+            assert red[t] == 0  # no target at all: f_G can see which frames are worth reading
+
+
+def test_drift_variant_moves_the_pattern_one_way_per_class():
+    config = SyntheticConfig(num_classes=4, video_frames=4, frame_size=64, tile_size=20, distractors=0, speed=0.0,
+                             drift=True)
+    shifts = []
+    for label in (0, 1):  # same texture, opposite directions
+        frames, boxes, _ = render_video(config, label=label, rng=np.random.default_rng(0))
+        a, b = (_target_pixels(frames, boxes, t, config.ring_width + 2).mean(-1) for t in (0, 1))
+        errors = {s: np.abs(np.roll(a, s, axis=0)[2:-2] - b[2:-2]).mean() for s in (-1, 1)}
+        shifts.append(min(errors, key=errors.get))
+    assert shifts[0] == -shifts[1]
+
+
+def test_variant_configs_are_checked():
+    with pytest.raises(ValueError, match="readable_frames"):
+        SyntheticConfig(readable_frames=3)
+    with pytest.raises(ValueError, match="unreadable"):
+        SyntheticConfig(readable_frames=4, unreadable="hidden")
