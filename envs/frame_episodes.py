@@ -321,8 +321,10 @@ class SkipEpisodes(FrameEpisodes):
 class JumpEpisodes(FrameEpisodes):
     """AdaFrame: read a first frame, then repeatedly choose the next frame position (Discrete(T)) to read.
 
-    Observation: ``glance`` f_G's map of the frame just read, ``memory`` f_C's state (the recurrent
-    summary), ``visited`` which frames were read, ``confidence`` top softmax score, ``progress`` reads / budget.
+    Observation: ``glance`` f_G's map of the frame just read, ``overview`` f_G's pooled features of every
+    frame (AdaFrame's global memory, built from cheap low-resolution views of the whole video; its f_G is paid
+    once per video, and reads then pay pi, f_L and f_C only), ``memory`` f_C's state (the recurrent summary),
+    ``visited`` which frames were read, ``confidence`` top softmax score, ``progress`` reads / budget.
     Reward: AdaFrame's margin gain max(0, m_t - max_{t' < t} m_t'), m = p(true) - max p(other).
     An episode reads ``max_reads`` frames (default T); stopping earlier is AdaFrame's utility: a learned
     estimate of the reward still to come (the critic of the RL algorithm), compared with a threshold by
@@ -343,6 +345,7 @@ class JumpEpisodes(FrameEpisodes):
     def _spaces(self) -> tuple[spaces.Dict, spaces.Discrete]:
         ep, t = self.reader.episodes, self.reader.num_frames
         obs = {"glance": spaces.Box(-np.inf, np.inf, tuple(ep.glance_maps.shape[2:]), np.float32),
+               "overview": spaces.Box(-np.inf, np.inf, (t * ep.glance_pooled.shape[-1],), np.float32),
                "memory": spaces.Box(-1.0, 1.0, (self.reader.hidden_size,), np.float32),
                "visited": spaces.Box(0.0, 1.0, (t,), np.float32),
                "confidence": spaces.Box(0.0, 1.0, (1,), np.float32),
@@ -361,7 +364,7 @@ class JumpEpisodes(FrameEpisodes):
         self.frame[rows] = frame
         self.visited[rows, frame] = 1.0
         self.reads[rows] += 1
-        self.spent[rows] += self.reader.costs.read
+        self.spent[rows] += self.reader.costs.read - self.reader.costs.glance  # f_G is in the overview
 
     def nearest_unread(self, rows: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """The unread frame of each row nearest the chosen one (the chosen one itself when unread)."""
@@ -372,6 +375,7 @@ class JumpEpisodes(FrameEpisodes):
     def _init_rows(self, rows: torch.Tensor) -> None:
         self.reads[rows] = 0
         self.visited[rows] = 0.0
+        self.spent[rows] += self.num_frames * self.reader.costs.glance  # the overview: f_G on every frame, once
         self._read(rows, torch.full((len(rows),), self.first, dtype=torch.long, device=self.device))
         self.best[rows] = margin(self.logits[rows], self.labels[rows])
 
@@ -390,7 +394,9 @@ class JumpEpisodes(FrameEpisodes):
         return gain
 
     def observation(self) -> dict[str, torch.Tensor]:
-        return {"glance": self.reader.episodes.glance_maps[self.video, self.frame], "memory": self.hidden,
+        episodes = self.reader.episodes
+        return {"glance": episodes.glance_maps[self.video, self.frame],
+                "overview": episodes.glance_pooled[self.video].flatten(1), "memory": self.hidden,
                 "visited": self.visited,
                 "confidence": self.logits.softmax(-1).amax(-1, keepdim=True),
                 "progress": (self.reads.float() / self.max_reads)[:, None]}

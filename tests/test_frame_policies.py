@@ -205,7 +205,9 @@ def test_skipped_frames_cost_only_what_runs(reader):
     for skip in ("glance", "none"):
         assert _spent(SkipEpisodes(reader, skip=skip), SkipEpisodes.PROCESS).tolist() == pytest.approx([t * COSTS.read] * 2)
     assert _spent(SkipEpisodes(reader), SkipEpisodes.STOP).tolist() == pytest.approx([COSTS.glance] * 2)
-    assert _spent(JumpEpisodes(reader, max_reads=3), 0).tolist() == pytest.approx([3 * COSTS.read] * 2)
+    overview = TINY_FRAMES * COSTS.glance  # AdaFrame's global memory: f_G on every frame, once
+    assert _spent(JumpEpisodes(reader, max_reads=3), 0).tolist() == pytest.approx(
+        [overview + 3 * (COSTS.read - COSTS.glance)] * 2)
 
 
 def test_multiagent_pays_each_distinct_frame_once(reader):
