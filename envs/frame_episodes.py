@@ -322,7 +322,7 @@ class JumpEpisodes(FrameEpisodes):
     """AdaFrame: read a first frame, then repeatedly choose the next frame position (Discrete(T)) to read.
 
     Observation: ``glance`` f_G's map of the frame just read, ``overview`` f_G's pooled features of every
-    frame (AdaFrame's global memory, built from cheap low-resolution views of the whole video; its f_G is paid
+    frame, standardised over the frames per channel (AdaFrame's global memory, built from cheap low-resolution views of the whole video; its f_G is paid
     once per video, and reads then pay pi, f_L and f_C only), ``memory`` f_C's state (the recurrent summary),
     ``visited`` which frames were read, ``confidence`` top softmax score, ``progress`` reads / budget.
     Reward: AdaFrame's margin gain max(0, m_t - max_{t' < t} m_t'), m = p(true) - max p(other).
@@ -395,8 +395,12 @@ class JumpEpisodes(FrameEpisodes):
 
     def observation(self) -> dict[str, torch.Tensor]:
         episodes = self.reader.episodes
+        frames = episodes.glance_pooled[self.video]  # (N, T, C)
+        # standardised over the video's frames, per channel: what sets a frame apart from the others (raw f_G
+        # features can be tiny; a randomly initialised trunk gives a std of ~0.002)
+        overview = (frames - frames.mean(1, keepdim=True)) / (frames.std(1, keepdim=True) + 1e-6)
         return {"glance": episodes.glance_maps[self.video, self.frame],
-                "overview": episodes.glance_pooled[self.video].flatten(1), "memory": self.hidden,
+                "overview": overview.flatten(1), "memory": self.hidden,
                 "visited": self.visited,
                 "confidence": self.logits.softmax(-1).amax(-1, keepdim=True),
                 "progress": (self.reads.float() / self.max_reads)[:, None]}

@@ -170,6 +170,16 @@ def test_adaframe_never_rereads_a_frame(reader):
         JumpEpisodes(reader, max_reads=TINY_FRAMES + 1)
 
 
+def test_adaframe_overview_standardises_every_frame_of_the_video(reader):
+    episodes = JumpEpisodes(reader, max_reads=2)
+    obs = episodes.begin(torch.arange(2))
+    frames = reader.episodes.glance_pooled[:2]  # (2, T, C)
+    overview = obs["overview"].view(frames.shape)
+    assert torch.allclose(overview.mean(1), torch.zeros_like(overview.mean(1)), atol=1e-4)
+    expected = (frames - frames.mean(1, keepdim=True)) / (frames.std(1, keepdim=True) + 1e-6)
+    assert torch.allclose(overview, expected)
+
+
 def test_multiagent_reward_is_shared(telling):
     episodes = MultiAgentEpisodes(telling, agents=2, steps=2)
     episodes.begin(torch.arange(2))
