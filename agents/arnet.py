@@ -35,7 +35,7 @@ from torch import nn
 from adafocus.backbones import AdaFocusModel
 from adafocus.backbones.selectors import PreviewHead, gumbel_choice
 
-from .frame_selection import FrameSelector, FrozenFeatures, Selection
+from .frame_selection import FrozenFeatures, PreviewSelector, Selection
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ PAPER = ARNetConfig(resolutions=(224, 168, 112, 84))
 SYNTHETIC = ARNetConfig()
 
 
-class ARNet(FrameSelector):
+class ARNet(PreviewSelector):
     """``choices`` (B, T): the index into ``config.resolutions`` of each frame, ``len(resolutions)`` = skipped."""
 
     name = "arnet"

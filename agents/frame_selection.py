@@ -155,20 +155,6 @@ class FrameSelector(nn.Module, ABC):
             return {r: count_gmacs(lambda x: self.classify(self.backbones["local_encoder"](x)),
                                    torch.zeros(1, 3, r, r, device=self.device)) for r in self.resolutions}
 
-    def decision_gmacs(self, frames: int) -> float:
-        """GFLOPs of the method's decisions for one video of ``frames`` frames: f_G on every frame and the
-        selector's own networks, counted by running :meth:`decide` on zeros (cached per T)."""
-        cache = self.__dict__.setdefault("_decision_gmacs", {})
-        if frames not in cache:
-            maps = torch.zeros(1, frames, *self.map_shape, device=self.device)
-            with evaluating(self):
-                cache[frames] = frames * self.glance_gmacs + count_gmacs(self.decide, maps)
-        return cache[frames]
-
-    def decide(self, maps: torch.Tensor) -> torch.Tensor:
-        """The selector's networks on f_G maps (B, T, C, h, w); what it returns is method-specific."""
-        raise NotImplementedError(f"{type(self).__name__} has no separate decision pass")
-
     @property
     def device(self) -> torch.device:
         """Where the method's networks (and the frozen backbones) are."""
@@ -190,3 +176,23 @@ class FrameSelector(nn.Module, ABC):
     @abstractmethod
     def predict(self, frames: torch.Tensor) -> Selection:
         """Inference from uint8 frames (B, T, 3, H, W): runs f_L only on what is selected."""
+
+
+class PreviewSelector(FrameSelector):
+    """A method that decides from f_G's previews alone, before any f_L read (AR-Net, SCSampler,
+    Listen-to-look; not LiteEval, whose gate also reads the fine features), so its decision cost is one pass
+    of :meth:`decide` over the previews."""
+
+    @abstractmethod
+    def decide(self, maps: torch.Tensor) -> torch.Tensor:
+        """The selector's networks on f_G maps (B, T, C, h, w); what it returns is method-specific."""
+
+    def decision_gmacs(self, frames: int) -> float:
+        """GFLOPs of the method's decisions for one video of ``frames`` frames: f_G on every frame and the
+        selector's own networks, counted by running :meth:`decide` on zeros (cached per T)."""
+        cache = self.__dict__.setdefault("_decision_gmacs", {})
+        if frames not in cache:
+            maps = torch.zeros(1, frames, *self.map_shape, device=self.device)
+            with evaluating(self):
+                cache[frames] = frames * self.glance_gmacs + count_gmacs(self.decide, maps)
+        return cache[frames]

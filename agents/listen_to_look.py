@@ -26,10 +26,10 @@ from torch import nn
 from adafocus.backbones import AdaFocusModel
 from adafocus.backbones.selectors import PreviewHead, gumbel_choice
 
-from .frame_selection import FrameSelector, FrozenFeatures, Selection
+from .frame_selection import FrozenFeatures, PreviewSelector, Selection
 
 
-class ListenToLook(FrameSelector):
+class ListenToLook(PreviewSelector):
     """``choices`` (B, K): the indices of the picked frames, in the order they were picked."""
 
     name = "listen_to_look"

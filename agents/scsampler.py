@@ -23,10 +23,10 @@ from torch import nn
 from adafocus.backbones import AdaFocusModel
 from adafocus.backbones.selectors import PreviewHead
 
-from .frame_selection import FrameSelector, FrozenFeatures, Selection
+from .frame_selection import FrozenFeatures, PreviewSelector, Selection
 
 
-class SCSampler(FrameSelector):
+class SCSampler(PreviewSelector):
     """``choices`` (B, K): the indices of the K frames the classifier reads, by decreasing saliency."""
 
     name = "scsampler"
