@@ -34,7 +34,7 @@ from adafocus.envs.frame_episodes import (FrameCosts, FrameEpisodes, FrameReader
 from adafocus.envs.frame_vec_env import FrameEnv, FrameVecEnv
 
 from . import plotting
-from .config import RunConfig
+from .config import PolicyConfig, RunConfig
 from .evaluation import PolicyResult, early_exit_curve, rollout, summarize
 from .runs import clip_set, data_paths
 from .training import setup_environment
@@ -43,7 +43,7 @@ KINDS = ("pi_prime", "adaframe", "multiagent")
 
 
 @dataclass(frozen=True)
-class FrameSettings:
+class FrameSettings(PolicyConfig):
     """Stage II' (the frame policies): the paper trains pi' with Adam for 10 epochs after pi (appendix B.1).
 
     ``cost_weight`` is pi''s lambda (reward per GFLOP spent); ``skip`` its skip option (``glance`` or
@@ -51,22 +51,15 @@ class FrameSettings:
     gamma 1: every episode is at most T steps and pi''s return is then exactly c_final - c_0 - lambda x GFLOPs.
     """
 
-    algo: str = "ppo"
+    # stage II's PPO settings (PolicyConfig) with the frame policies' defaults
     epochs: float = 10.0  # passes over the training videos
-    total_timesteps: int | None = None
-    n_envs: int = 64  # videos stepped together
-    videos_per_update: int = 64
-    learning_rate: float = 3e-4
     gamma: float = 1.0
     gae_lambda: float = 0.95
-    clip_range: float = 0.2
     n_epochs: int = 4
     minibatches: int = 4
-    vf_coef: float = 0.5
-    ent_coef: float = 0.01
     features_dim: int = 256
     conv_channels: int = 16
-    cost_weight: float = 2.0
+    cost_weight: float = 1.0  # at 2 and above PPO learned to stop at once on the temporal variant (measured)
     skip: str = "glance"
     max_reads: int = 4
     agents: int = 2
