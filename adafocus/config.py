@@ -31,6 +31,8 @@ class DataConfig:
     workers: int = 4
     skip_corrupt: bool = False
     cache_videos: bool = False  # keep decoded videos in memory across epochs (small sets; workers = 0)
+    stream: bool = True  # stages II, III and evaluation decode videos as they use them; false: decode a split once
+    # into memory (test-mode clips; small sets only, refused up front when it would not fit)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -74,6 +76,7 @@ class PolicyConfig:
     ent_coef: float = 0.01
     features_dim: int = 1024  # width of pi's hidden layer (the paper's 1024)
     conv_channels: int = 32  # pi's 1x1 conv on f_G's map
+    checkpoint_every: int = 10  # updates between stage II checkpoints (a crashed run resumes from the last one)
 
 
 @dataclass(frozen=True)

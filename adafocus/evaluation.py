@@ -17,6 +17,7 @@ from adafocus.agents import FocusAgent
 from adafocus.backbones import AdaFocusModel, evaluating
 from adafocus.data.clips import ClipSet
 from adafocus.envs import FocusEpisodes
+from adafocus.envs.episodes import EpisodeBatch
 
 
 @dataclass
@@ -49,24 +50,29 @@ def _synchronize(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def rollout(episodes: FocusEpisodes, agent: FocusAgent, batch_size: int = 64) -> Rollout:
-    """Run ``agent`` deterministically over every video of ``episodes``, ``batch_size`` at a time."""
+def play(episodes: EpisodeBatch, agent: FocusAgent, video: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``agent`` deterministically over loaded videos ``video`` (default: all of them): f_C's logits after
+    every step (N, T', K) and the patch corners (N, T', 2)."""
+    obs = episodes.begin(video if video is not None else torch.arange(episodes.num_videos))
+    agent.reset(episodes.num_envs)
     logits, corners = [], []
+    for _ in range(episodes.num_steps):
+        result = episodes.step(agent.act(obs, deterministic=True))
+        obs = result.observation
+        logits.append(result.logits)
+        corners.append(result.corners)
+    return torch.stack(logits, 1), torch.stack(corners, 1)
+
+
+@torch.no_grad()
+def rollout(episodes: FocusEpisodes, agent: FocusAgent, batch_size: int = 64) -> Rollout:
+    """Run ``agent`` deterministically over every loaded video of ``episodes``, ``batch_size`` at a time."""
     began = time.perf_counter()
-    for start in range(0, episodes.num_videos, batch_size):
-        index = torch.arange(start, min(start + batch_size, episodes.num_videos))
-        obs = episodes.begin(index)
-        agent.reset(len(index))
-        step_logits, step_corners = [], []
-        for _ in range(episodes.num_steps):
-            result = episodes.step(agent.act(obs, deterministic=True))
-            obs = result.observation
-            step_logits.append(result.logits)
-            step_corners.append(result.corners)
-        logits.append(torch.stack(step_logits, 1))
-        corners.append(torch.stack(step_corners, 1))
+    runs = [play(episodes, agent, torch.arange(start, min(start + batch_size, episodes.num_videos)))
+            for start in range(0, episodes.num_videos, batch_size)]
     _synchronize(episodes.device)
-    return Rollout(torch.cat(logits), episodes.clips.labels, torch.cat(corners), time.perf_counter() - began)
+    return Rollout(torch.cat([r[0] for r in runs]), episodes.clips.labels, torch.cat([r[1] for r in runs]),
+                   time.perf_counter() - began)
 
 
 @torch.no_grad()
@@ -107,19 +113,33 @@ def exit_steps(logits: torch.Tensor, threshold: float) -> torch.Tensor:
     return first
 
 
+EXIT_THRESHOLDS = torch.cat([torch.tensor([0.0]), torch.linspace(0.2, 0.99, 24), torch.tensor([1.0])])
+
+
+def _exit_sums(logits: torch.Tensor, labels: torch.Tensor,
+               thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per threshold: steps taken (summed over videos) and videos right, with confidence-threshold exit."""
+    batch = torch.arange(len(labels), device=logits.device)
+    steps, correct = [], []
+    for threshold in thresholds.tolist():
+        exit_at = exit_steps(logits, threshold)
+        steps.append(float((exit_at + 1).sum()))
+        correct.append(float((logits[batch, exit_at].argmax(-1) == labels).sum()))
+    return torch.tensor(steps, dtype=torch.float64), torch.tensor(correct, dtype=torch.float64)
+
+
+def _curve(thresholds: torch.Tensor, steps: torch.Tensor, correct: torch.Tensor, videos: int,
+           step_gmacs: float) -> list[dict[str, float]]:
+    points = [{"threshold": th, "gflops_per_video": float(s) / videos * step_gmacs, "top1": float(c) / videos}
+              for th, s, c in zip(thresholds.tolist(), steps, correct)]
+    return sorted(points, key=lambda p: (p["gflops_per_video"], p["threshold"]))
+
+
 def early_exit_curve(logits: torch.Tensor, labels: torch.Tensor, step_gmacs: float,
                      thresholds: torch.Tensor | None = None) -> list[dict[str, float]]:
     """Accuracy vs GFLOPs of confidence-threshold early exit, sorted by GFLOPs (the budget axis)."""
-    if thresholds is None:
-        thresholds = torch.cat([torch.tensor([0.0]), torch.linspace(0.2, 0.99, 24), torch.tensor([1.0])])
-    points = []
-    batch = torch.arange(len(labels), device=logits.device)
-    for threshold in thresholds.tolist():
-        steps = exit_steps(logits, threshold)
-        predicted = logits[batch, steps].argmax(-1)
-        points.append({"threshold": threshold, "gflops_per_video": float((steps + 1).float().mean()) * step_gmacs,
-                       "top1": float((predicted == labels).float().mean())})
-    return sorted(points, key=lambda p: (p["gflops_per_video"], p["threshold"]))
+    thresholds = EXIT_THRESHOLDS if thresholds is None else thresholds
+    return _curve(thresholds, *_exit_sums(logits, labels.to(logits.device), thresholds), len(labels), step_gmacs)
 
 
 def focus_hits(corners: torch.Tensor, boxes: torch.Tensor, patch_size: int) -> tuple[float, float]:
@@ -135,20 +155,67 @@ def focus_hits(corners: torch.Tensor, boxes: torch.Tensor, patch_size: int) -> t
     return float(inside.float().mean()), float(iou.mean())
 
 
+class RolloutStats:
+    """One policy's results accumulated batch by batch, so an evaluation never holds the clips: the last
+    step's logits (V, K) for top-1 and mAP, each threshold's exit steps and hits for the early-exit curve,
+    the patch corners (V, T, 2) for the heatmaps, focus hits against the target boxes, and the seconds spent."""
+
+    def __init__(self, thresholds: torch.Tensor = EXIT_THRESHOLDS) -> None:
+        self.thresholds = thresholds
+        self.final: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+        self.corners: list[torch.Tensor] = []
+        self.exit_steps = torch.zeros(len(thresholds), dtype=torch.float64)
+        self.exit_correct = torch.zeros(len(thresholds), dtype=torch.float64)
+        self.hits, self.iou, self.steps_seen = 0.0, 0.0, 0
+        self.num_steps = 0
+        self.seconds = 0.0
+
+    @property
+    def videos(self) -> int:
+        return sum(len(x) for x in self.labels)
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, corners: torch.Tensor | None = None,
+            boxes: torch.Tensor | None = None, patch_size: int | None = None, seconds: float = 0.0) -> "RolloutStats":
+        """One batch: logits (B, T, K) after every step, labels (B,), patch corners (B, T, 2) and target
+        boxes (B, T, 4) when known."""
+        logits, labels = logits.float(), labels.to(logits.device)
+        self.num_steps = logits.shape[1]
+        self.final.append(logits[:, -1].cpu())
+        self.labels.append(labels.cpu())
+        steps, correct = _exit_sums(logits, labels, self.thresholds)
+        self.exit_steps += steps
+        self.exit_correct += correct
+        if corners is not None:
+            self.corners.append(corners.to(torch.int32).cpu())
+            if boxes is not None and patch_size is not None:
+                hit, iou = focus_hits(corners, boxes.to(corners.device), patch_size)
+                n = corners.shape[0] * corners.shape[1]
+                self.hits, self.iou, self.steps_seen = self.hits + hit * n, self.iou + iou * n, self.steps_seen + n
+        self.seconds += seconds
+        return self
+
+    def all_corners(self) -> torch.Tensor | None:
+        return torch.cat(self.corners) if self.corners else None
+
+    def result(self, step_gmacs: float, curve: bool = True) -> PolicyResult:
+        """Top-1 and mAP of the last step's prediction, GFLOPs, throughput, focus hits and the exit curve."""
+        final, labels = torch.cat(self.final), torch.cat(self.labels)
+        result = PolicyResult(
+            top1=float((final.argmax(-1) == labels).float().mean()),
+            mAP=float(multiclass_average_precision(final.softmax(-1), labels, final.shape[-1], average="macro")),
+            gflops_per_video=step_gmacs * self.num_steps,
+            videos_per_second=len(labels) / max(self.seconds, 1e-9),
+        )
+        if self.steps_seen:
+            result.hit_rate, result.mean_iou = self.hits / self.steps_seen, self.iou / self.steps_seen
+        if curve:
+            result.curve = _curve(self.thresholds, self.exit_steps, self.exit_correct, len(labels), step_gmacs)
+        return result
+
+
 def summarize(run: Rollout, step_gmacs: float, boxes: torch.Tensor | None = None,
               patch_size: int | None = None, curve: bool = True) -> PolicyResult:
     """Top-1 and mAP of the last step's prediction, GFLOPs, throughput, focus hits and the exit curve."""
-    final = run.logits[:, -1].float()
-    labels = run.labels.to(final.device)
-    num_classes = final.shape[-1]
-    result = PolicyResult(
-        top1=float((final.argmax(-1) == labels).float().mean()),
-        mAP=float(multiclass_average_precision(final.softmax(-1), labels, num_classes, average="macro")),
-        gflops_per_video=step_gmacs * run.logits.shape[1],
-        videos_per_second=len(labels) / max(run.seconds, 1e-9),
-    )
-    if boxes is not None and run.corners is not None and patch_size is not None:
-        result.hit_rate, result.mean_iou = focus_hits(run.corners, boxes.to(run.corners.device), patch_size)
-    if curve:
-        result.curve = early_exit_curve(run.logits.float(), labels, step_gmacs)
-    return result
+    stats = RolloutStats().add(run.logits, run.labels, run.corners, boxes, patch_size, run.seconds)
+    return stats.result(step_gmacs, curve)

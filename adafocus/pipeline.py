@@ -1,11 +1,15 @@
 """The AdaFocus pipeline: warm-up -> stage I -> stage II (pi by RL) -> stage III -> evaluation.
 
 Each stage writes into its own folder of the run (``<out>/warmup``, ``stage1``, ``policy``, ``stage3``);
-a stage whose checkpoint is complete is reused, an interrupted one resumes.
+a stage finished by the same command is reused, an interrupted one resumes, and one trained by another
+command is refused (:mod:`adafocus.provenance`). Stages II, III and the evaluation stream their videos.
 """
 from __future__ import annotations
 
 import json
+import os
+import time
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,21 +19,21 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
-from torch.utils.data import Dataset
+from torch import nn
+from tqdm.auto import tqdm
 
 from adafocus.agents import (CenterAgent, FocusAgent, OracleAgent, RandomAgent, action_kind, load_agent,
-                             make_algorithm, policy_gmacs, save_agent)
-from adafocus.backbones import (AdaFocusModel, ClipFocusModel, StepCost, clip_cost, full_frame_cost, global_only_cost,
-                                step_cost, tsm_costs)
-from adafocus.data.clips import ClipSet
+                             make_algorithm, policy_gmacs, resolve_algorithm, save_agent)
+from adafocus.backbones import (AdaFocusModel, ClipFocusModel, StepCost, clip_cost, evaluating, full_frame_cost,
+                                global_only_cost, step_cost, tsm_costs)
+from adafocus.data.clips import ClipSet, VideoSource
 from adafocus.data.video import collate_videos
 from adafocus.envs import AdaFocusVecEnv, ClipEpisodes, EnvConfig, FocusEpisodes
 
-from . import checkpoint, plotting
+from . import checkpoint, plotting, provenance
 from .config import RunConfig, to_dict
-from .evaluation import (PolicyResult, Rollout, clip_rollout, full_frame_rollout, global_only_rollout, rollout,
-                         summarize)
-from .runs import clip_set, data_paths, video_dataset
+from .evaluation import PolicyResult, Rollout, RolloutStats, play
+from .runs import DataPaths, data_paths, episode_source, evaluation_batches, video_dataset
 from .stages import ClipPatchTask, PatchTask, PolicyTask, WarmupTask
 from .training import Environment, setup_environment, train_stage
 
@@ -53,11 +57,12 @@ def build_model(config: RunConfig, init: Path | None, device: torch.device | str
     return model.to(device)
 
 
-def make_episodes(model: Model, clips: ClipSet, env_config: EnvConfig, device: torch.device | str,
-                  step_gmacs: float = 0.0) -> FocusEpisodes | ClipEpisodes:
-    """The batched episodes of the model's form: one step per frame, or one step per clip."""
+def make_episodes(model: Model, clips: ClipSet | None, env_config: EnvConfig, device: torch.device | str,
+                  step_gmacs: float = 0.0, num_frames: int | None = None) -> FocusEpisodes | ClipEpisodes:
+    """The batched episodes of the model's form: one step per frame, or one step per clip. With ``clips``
+    None, the videos are loaded later (:meth:`~adafocus.envs.FocusEpisodes.load`) and ``num_frames`` gives T."""
     kind = ClipEpisodes if isinstance(model, ClipFocusModel) else FocusEpisodes
-    return kind(model, clips, env_config, device, step_gmacs)
+    return kind(model, clips, env_config, device, step_gmacs, num_frames=num_frames)
 
 
 def model_cost(model: Model, frames: int) -> StepCost:
@@ -65,24 +70,19 @@ def model_cost(model: Model, frames: int) -> StepCost:
     return clip_cost(model, frames) if isinstance(model, ClipFocusModel) else step_cost(model)
 
 
-def stage_done(path: Path, epochs: int) -> bool:
-    """A stage checkpoint that has run all its epochs."""
-    if not path.is_file():
-        return False
-    return checkpoint.load(path)["epoch"] + 1 >= epochs
+def stage_lists(config: RunConfig, paths: DataPaths) -> dict[str, Path | None]:
+    """The data files a stage's record identifies by content."""
+    label_file = Path(config.data.label_file) if config.data.label_file else None
+    return {"train_list": paths.train_list, "val_list": paths.val_list, "label_file": label_file}
 
 
-class _IndexSet(Dataset):
-    """Video indices into clip tensors, with labels: the batches of stage III."""
+def _policy_inputs(policy: Path) -> dict[str, Path]:
+    return {"policy": policy, "policy_meta": Path(policy).with_suffix(".json")}
 
-    def __init__(self, clips: ClipSet) -> None:
-        self.labels = clips.labels.cpu()
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"index": i, "label": self.labels[i]}
+def _barrier(env: Environment) -> None:
+    if env.world_size > 1:
+        torch.distributed.barrier()
 
 
 def policy_env_config(config: RunConfig, policy: Path) -> EnvConfig:
@@ -98,41 +98,50 @@ def run_supervised(config: RunConfig, stage: str, out: Path, init: Path | None =
                    env: Environment | None = None) -> Path:
     """Train one supervised stage into ``out/<stage>/checkpoint.pt`` and return that path.
 
-    ``tsm_plus`` is stage I of the clip-level model on whole frames (the TSM+ baseline, Section 4.2).
+    A stage finished by the same command (its ``stage.json`` record: config fields, data lists, the
+    checkpoint it started from) is reused; one finished or interrupted under another command is refused
+    (:class:`~adafocus.provenance.StageMismatch`). ``tsm_plus`` is stage I of the clip-level model on whole
+    frames (the TSM+ baseline, Section 4.2). Stage III streams its videos like stage I: each batch is
+    rolled out under the frozen policy, f_G running on it once.
     """
     if stage not in SUPERVISED:
         raise ValueError(f"stage must be one of {SUPERVISED}, got {stage!r}")
     if stage == "tsm_plus" and not clip_level(config):
         raise ValueError("TSM+ is the clip-level baseline of Section 4.2: set --model.glance_frames (e.g. --preset sthsth)")
+    if stage == "stage3" and policy is None:
+        raise ValueError("stage III needs a trained policy (--policy)")
     env = env or setup_environment(config.device)
     stage_cfg: Any = replace(config.stage1, patches="full") if stage == "tsm_plus" else getattr(config, stage)
     folder = Path(out) / stage
     ckpt = folder / "checkpoint.pt"
-    if resume and stage_done(ckpt, stage_cfg.epochs):
-        return ckpt
     paths = data_paths(config, progress and env.is_main)
+    inputs = {"init": init, **(_policy_inputs(policy) if policy is not None else {})}
+    record = provenance.stage_record(config, stage, stage_lists(config, paths), inputs)
+    if provenance.stage_status(folder, record) == "finished":
+        return ckpt
+    resuming = resume and ckpt.is_file() and provenance.check_partial(folder, record)
+    if env.is_main and not resuming:
+        provenance.begin_stage(folder, record)
     model = build_model(config, init)
+    train_set = video_dataset(config, paths, "train", train=True, frames=stage_cfg.frames)
+    val_set = video_dataset(config, paths, "val", train=False, frames=stage_cfg.frames)
     if stage == "stage3":
-        if policy is None:
-            raise ValueError("stage III needs a trained policy (--policy)")
+        assert policy is not None
         agent = load_agent(policy, config.policy.algo, env.device)
-        train_clips, val_clips = clip_set(config, paths, "train", progress), clip_set(config, paths, "val", progress)
         env_config = replace(policy_env_config(config, policy), reward="conf")  # no reference patch needed
-        episodes = [make_episodes(model, c, env_config, env.device) for c in (train_clips, val_clips)]
-        task = PolicyTask(model, agent, *episodes)
-        train_set, val_set, collate = _IndexSet(train_clips), _IndexSet(val_clips), None
+        episodes = make_episodes(model, None, env_config, env.device, num_frames=config.data.frames)
+        task: Any = PolicyTask(model, agent, episodes)
+    elif stage == "warmup":
+        task = WarmupTask(model, stage_cfg.lr_global > 0)
     else:
-        if stage == "warmup":
-            task = WarmupTask(model, stage_cfg.lr_global > 0)
-        else:
-            task = (ClipPatchTask if clip_level(config) else PatchTask)(model, stage_cfg.patches)
-        train_set = video_dataset(config, paths, "train", train=True, frames=stage_cfg.frames)
-        val_set = video_dataset(config, paths, "val", train=False, frames=stage_cfg.frames)
-        collate = collate_videos
+        task = (ClipPatchTask if clip_level(config) else PatchTask)(model, stage_cfg.patches)
     folder.mkdir(parents=True, exist_ok=True)
     train_stage(task, stage_cfg, train_set, val_set, folder, env, config.model.num_classes, config.seed,
-                to_dict(config), collate=collate, workers=config.data.workers if stage != "stage3" else 0,
-                resume=resume, progress=progress, name=stage)
+                to_dict(config), collate=collate_videos, workers=config.data.workers, resume=resuming,
+                progress=progress, name=stage)
+    if env.is_main:
+        provenance.finish_stage(folder, record, [ckpt])
+    _barrier(env)
     return ckpt
 
 
@@ -147,7 +156,7 @@ class _Progress(BaseCallback):
         for info, done in zip(self.locals["infos"], self.locals["dones"]):
             if done:
                 self.seen += 1
-                self.correct += int(info["prediction"] == int(self.training_env.episodes.clips.labels[info["video"]]))
+                self.correct += int(info["prediction"] == info["label"])
         return True
 
     def _on_rollout_end(self) -> None:
@@ -156,45 +165,132 @@ class _Progress(BaseCallback):
         self.correct, self.seen = 0, 0
 
 
+STATE_NAME = "adafocus_state.json"  # inside the checkpoint zip, beside SB3's own files
+
+
+class _Checkpoint(BaseCallback):
+    """Every ``every`` updates, pi with its optimizer and step count (SB3's zip), the video source's position
+    and the slots' generators, as one file written atomically: what a crashed stage II resumes from.
+
+    Saved when a rollout starts, so the last update is in it and no half-collected rollout is."""
+
+    def __init__(self, path: Path, every: int, source: VideoSource, vec: AdaFocusVecEnv) -> None:
+        super().__init__()
+        self.path, self.every, self.source, self.vec = path, every, source, vec
+        self.updates = -1
+
+    def _on_rollout_start(self) -> None:
+        self.updates += 1
+        if self.updates and self.updates % self.every == 0:
+            save_checkpoint(self.model, self.path, {"num_timesteps": self.model.num_timesteps,
+                                                    "source": self.source.state_dict(), "rngs": self.vec.rng_state()})
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def save_checkpoint(algo: Any, path: Path, state: dict[str, Any]) -> None:
+    """SB3's zip of ``algo`` with ``state`` (JSON) added, written to a temporary file and renamed into place."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    algo.save(tmp)
+    with zipfile.ZipFile(tmp, "a") as archive:
+        archive.writestr(STATE_NAME, json.dumps(state))
+    os.replace(tmp, path)
+
+
+def read_checkpoint_state(path: Path) -> dict[str, Any] | None:
+    """The state saved beside pi in a stage II checkpoint, or None when the file is missing or unreadable
+    (a file cut short by a crash mid-write never replaces the previous one, but a foreign one may be there)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(STATE_NAME))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
 def run_policy(config: RunConfig, out: Path, model_checkpoint: Path, resume: bool = True,
                progress: bool = True) -> Path:
-    """Stage II: train pi with an SB3 algorithm on the batched env over frozen backbones."""
+    """Stage II: train pi with an SB3 algorithm on the batched env over frozen backbones, its videos streamed.
+
+    Checkpoints every ``policy.checkpoint_every`` updates into ``policy/checkpoint.zip``; a re-run resumes
+    from it. ``policy.zip`` and ``policy.json`` are written atomically, then ``stage.json`` last: only that
+    marks the stage finished, and a policy file whose digest no longer matches is retrained.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError("stage II runs in one process: run it (train_policy.py) without torchrun; "
+                           "train_stage1.py and train_stage3.py take torchrun")
     folder = Path(out) / "policy"
-    path = folder / "policy.zip"
-    if resume and path.is_file():
-        return path
-    env = setup_environment(config.device)
-    folder.mkdir(parents=True, exist_ok=True)
+    path, ckpt = folder / "policy.zip", folder / "checkpoint.zip"
     paths = data_paths(config, progress)
+    record = provenance.stage_record(config, "policy", stage_lists(config, paths), {"init": model_checkpoint})
+    status = provenance.stage_status(folder, record)
+    if status == "finished":
+        return path
+    if status == "incomplete":
+        print(f"{folder}: policy.zip or policy.json does not match its record (cut short?): training stage II again")
+    state = read_checkpoint_state(ckpt) if resume and provenance.check_partial(folder, record) else None
+    if state is None:
+        provenance.begin_stage(folder, record)
+    env = setup_environment(config.device)
     model = build_model(config, model_checkpoint)
-    clips = clip_set(config, paths, "train", progress)
     requested = "continuous" if clip_level(config) else (config.env.action if config.env.action != "grid" else None)
     env_config = replace(config.env, action=action_kind(config.policy.algo, requested))
-    episodes = make_episodes(model, clips, env_config, env.device, model_cost(model, clips.num_frames).total)
-    vec = VecMonitor(AdaFocusVecEnv(episodes, config.policy.n_envs, seed=config.seed))
-    algo = make_algorithm(config.policy.algo, vec, config.policy, episodes.num_steps, config.seed, env.device)
+    frames = config.data.frames
+    episodes = make_episodes(model, None, env_config, env.device, model_cost(model, frames).total, frames)
+    source = episode_source(config, paths, "train", config.policy.n_envs, env.device, progress)
+    videos = source.order.size
+    vec = AdaFocusVecEnv(episodes, config.policy.n_envs, seed=config.seed, source=source)
+    steps = config.policy.total_timesteps or int(config.policy.epochs * videos * episodes.num_steps)
+    if state is not None:
+        algo = resolve_algorithm(config.policy.algo).load(ckpt, env=VecMonitor(vec), device=env.device)
+        source.load_state_dict(state["source"])
+        vec.set_rng_state(state["rngs"])
+        done = int(state["num_timesteps"])
+        print(f"resuming stage II from step {done:,} of {steps:,} ({ckpt})")
+        if (folder / "progress.csv").is_file():  # SB3's logger starts the file anew: keep the history beside it
+            os.replace(folder / "progress.csv", folder / f"progress_until_{done}.csv")
+    else:
+        algo = make_algorithm(config.policy.algo, VecMonitor(vec), config.policy, episodes.num_steps, config.seed,
+                              env.device)
+        done = 0
     algo.set_logger(configure(str(folder), ["csv", "tensorboard"]))
-    steps = config.policy.total_timesteps or int(config.policy.epochs * len(clips) * episodes.num_steps)
-    algo.learn(steps, callback=_Progress(), progress_bar=progress)
+    callbacks = [_Progress(), _Checkpoint(ckpt, config.policy.checkpoint_every, source, vec)]
+    algo.learn(max(steps - done, 0), callback=callbacks, progress_bar=progress, reset_num_timesteps=state is None)
+    source.close()
     save_agent(algo, path, {**to_dict(config), "env": to_dict(env_config)})
+    provenance.finish_stage(folder, record, [path, path.with_suffix(".json")])
+    ckpt.unlink(missing_ok=True)
     return path
 
 
 @dataclass
 class Evaluation:
-    """Results per policy (JSON-ready) and the rollouts and clips behind them (for the pictures)."""
+    """Results per policy (JSON-ready), the few videos the pictures show (``clips``, with each policy's
+    rollout on them in ``rollouts``) and every policy's patch corners over the whole split (``corners``)."""
 
     results: dict[str, Any]
     rollouts: dict[str, Rollout]
     clips: ClipSet
     patch_size: int
+    corners: dict[str, torch.Tensor]
+
+
+def _timed(device: torch.device, fn: Any, *args: Any) -> tuple[Any, float]:
+    began = time.perf_counter()
+    out = fn(*args)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - began
 
 
 def evaluate_run(config: RunConfig, model_checkpoint: Path, policy: Path | None, split: str = "val",
                  progress: bool = True, batch_size: int = 64, full_frame: Path | None = None,
-                 tsm_plus: Path | None = None) -> Evaluation:
+                 tsm_plus: Path | None = None, videos: list[int] | None = None) -> Evaluation:
     """Every policy on one split: learned, random, center, oracle (annotated data), global-only, full frame.
 
+    The split is streamed in test mode, ``batch_size`` videos at a time: f_G runs once per batch, then every
+    policy and baseline runs on it, and only their metrics (last logits, exit-curve sums, focus hits, patch
+    corners) are kept, plus the ``videos`` (positions in the split, default the first four) the pictures show.
     The full-frame baseline is f_L with its whole-frame head as the warm-up left them (``full_frame``, the
     warm-up checkpoint); later stages retrain f_L on patches, which that head never saw. For the clip-level
     model that baseline is TSM (f_L on the glance frames), and ``tsm_plus`` (a TSM+ checkpoint) adds TSM+.
@@ -202,62 +298,102 @@ def evaluate_run(config: RunConfig, model_checkpoint: Path, policy: Path | None,
     device = setup_environment(config.device).device
     paths = data_paths(config, progress)
     model = build_model(config, model_checkpoint, device)
-    clips = clip_set(config, paths, split, progress)
+    frames, clip = config.data.frames, clip_level(config)
     env_config = config.env
     agents: dict[str, FocusAgent] = {}
     if policy is not None:
         env_config = policy_env_config(config, policy)
         agents["learned"] = load_agent(policy, config.policy.algo, device)
-    episodes = make_episodes(model, clips, replace(env_config, reward="conf"), device)
+    episodes = make_episodes(model, None, replace(env_config, reward="conf"), device, num_frames=frames)
     agents.update(random=RandomAgent(episodes.action_space, config.seed), center=CenterAgent(episodes.action_space))
-    if clips.boxes is not None:
+    if paths.annotation_root is not None:
         agents["oracle"] = OracleAgent(episodes)
-    clip = clip_level(config)
-    base = model_cost(model, clips.num_frames)
+    baselines = _baselines(config, model, full_frame, tsm_plus, device)
+    keep = sorted(set(videos if videos is not None else range(4)))
+    if keep and min(keep) < 0:
+        raise ValueError(f"videos {keep} are not indices of the evaluated videos")
+    stats = {name: RolloutStats() for name in [*agents, *baselines]}
+    shown: dict[str, list[tuple[torch.Tensor, torch.Tensor | None]]] = {name: [] for name in stats}
+    kept: list[ClipSet] = []
+    batches, total = evaluation_batches(config, paths, split, batch_size, device, progress)
+    seen = 0
+    for batch in tqdm(batches, total=-(-total // batch_size), desc=f"evaluating {split}", unit="batch",
+                      disable=not progress):
+        _, load_seconds = _timed(device, episodes.load, batch)
+        pick = torch.tensor([i - seen for i in keep if seen <= i < seen + len(batch)], dtype=torch.long)
+        for name, agent in agents.items():
+            (logits, corners), seconds = _timed(device, play, episodes, agent)
+            stats[name].add(logits, batch.labels, corners, batch.boxes, model.config.patch_size, seconds + load_seconds)
+            shown[name].append((logits[pick.to(logits.device)].cpu(), corners[pick.to(corners.device)].cpu()))
+        for name, classify in baselines.items():
+            logits, seconds = _timed(device, classify, episodes)
+            stats[name].add(logits, batch.labels, seconds=seconds)
+            shown[name].append((logits[pick.to(logits.device)].cpu(), None))
+        if len(pick):
+            kept.append(batch.subset(pick.to(batch.frames.device)).to("cpu"))
+        seen += len(batch)
+    if not seen:
+        raise ValueError(f"no video of the {split} split could be evaluated")
+    if videos is not None and keep and max(keep) >= seen:
+        raise ValueError(f"videos {keep} are not indices of the {seen} evaluated videos")
+    base = model_cost(model, frames)
     results: dict[str, PolicyResult] = {}
-    rollouts = {name: rollout(episodes, agent, batch_size) for name, agent in agents.items()}
     for name, agent in agents.items():
         gmacs = base.total + policy_gmacs(agent, episodes.observation_space, device)
-        results[name] = summarize(rollouts[name], gmacs, clips.boxes, model.config.patch_size, curve=not clip)
-        if clip:  # one patch place and one prediction for all frames: as per-frame ones for the pictures
-            run = rollouts[name]
-            run.corners = run.corners.expand(-1, clips.num_frames, -1)
-            run.logits = run.logits.expand(-1, clips.num_frames, -1)
-    if clip:
-        results.update(_tsm_baselines(config, model, episodes.clips, full_frame, tsm_plus, device))
-    else:
-        results["global_only"] = summarize(global_only_rollout(episodes), global_only_cost(model))
-        full = build_model(config, full_frame, device) if full_frame is not None else model
-        results["full_frame"] = summarize(full_frame_rollout(full, episodes.clips), full_frame_cost(model), curve=False)
+        results[name] = stats[name].result(gmacs, curve=not clip)
+    costs = tsm_costs(model, frames) if clip else {"global_only": global_only_cost(model), "full_frame": full_frame_cost(model)}
+    for name in baselines:
+        results[name] = stats[name].result(costs[name], curve=name == "global_only" and not clip)
+    rollouts = {}
+    labels = torch.cat([c.labels for c in kept])
+    for name in stats:
+        logits = torch.cat([lg for lg, _ in shown[name]])
+        corners = None if name in baselines else torch.cat([c for _, c in shown[name]])
+        if clip and corners is not None:  # one patch place and one prediction for all frames, as per-frame ones
+            corners, logits = corners.expand(-1, frames, -1), logits.expand(-1, frames, -1)
+        rollouts[name] = Rollout(logits, labels, corners, stats[name].seconds)
+    corners = {name: stats[name].all_corners() for name in agents}
     summary = {"policies": {k: v.row() for k, v in results.items()}, "step_gflops": base.as_dict(),
-               "videos": len(clips), "frames": clips.num_frames, "split": split}
-    return Evaluation(summary, rollouts, clips.to("cpu"), model.config.patch_size)
+               "videos": seen, "frames": frames, "split": split}
+    return Evaluation(summary, {k: rollouts[k] for k in agents}, ClipSet.cat(kept), model.config.patch_size,
+                      {k: v for k, v in corners.items() if v is not None})
 
 
-def _tsm_baselines(config: RunConfig, model: ClipFocusModel, clips: ClipSet, warmup: Path | None,
-                   tsm_plus: Path | None, device: torch.device) -> dict[str, PolicyResult]:
-    """The clip-level model's policy-free rows: f_G alone, TSM (the warm-up's f_L on whole glance frames)
-    and TSM+ (its own checkpoint), each at its measured GMACs per clip."""
-    costs = tsm_costs(model, clips.num_frames)
-    rows = {"global_only": summarize(clip_rollout(model.classify_global_frames, model, clips), costs["global_only"],
-                                     curve=False)}
-    if warmup is not None:
-        tsm = build_model(config, warmup, device)
-        glance = lambda frames: tsm.classify_full_frames(frames[:, tsm.glance_index(frames.shape[1])])  # noqa: E731
-        rows["tsm"] = summarize(clip_rollout(glance, tsm, clips), costs["tsm"], curve=False)
-    if tsm_plus is not None:
-        plus = build_model(config, tsm_plus, device)
-        rows["tsm_plus"] = summarize(clip_rollout(plus.classify_tsm_plus, plus, clips), costs["tsm_plus"], curve=False)
+def _baselines(config: RunConfig, model: Model, warmup: Path | None, tsm_plus: Path | None,
+               device: torch.device) -> dict[str, Any]:
+    """The policy-free rows, each a function of the loaded episodes -> logits (B, T', K).
+
+    Per frame: f_G + f_C alone (``global_only``) and f_L on every whole frame with the warm-up's head
+    (``full_frame``). Per clip (Section 4.2): f_G alone, TSM (the warm-up's f_L on the whole glance frames)
+    and TSM+ (its own checkpoint)."""
+    rows: dict[str, Any] = {}
+    if isinstance(model, ClipFocusModel):
+        rows["global_only"] = lambda ep: _in_chunks(model.classify_global_frames, model, ep.clips.frames)[:, None]
+        if warmup is not None:
+            tsm = build_model(config, warmup, device)
+            glance = lambda frames: tsm.classify_full_frames(frames[:, tsm.glance_index(frames.shape[1])])  # noqa: E731
+            rows["tsm"] = lambda ep: _in_chunks(glance, tsm, ep.clips.frames)[:, None]
+        if tsm_plus is not None:
+            plus = build_model(config, tsm_plus, device)
+            rows["tsm_plus"] = lambda ep: _in_chunks(plus.classify_tsm_plus, plus, ep.clips.frames)[:, None]
+        return rows
+    rows["global_only"] = lambda ep: ep.model.global_classifier(ep.glance_pooled)[0]
+    full = build_model(config, warmup, device) if warmup is not None else model
+    rows["full_frame"] = lambda ep: _in_chunks(full.classify_full_frames, full, ep.clips.frames)[:, None].expand(
+        -1, ep.num_frames, -1)
     return rows
 
 
-def write_report(evaluation: Evaluation, out: Path, config: RunConfig,
-                 videos: list[int] | None = None, run: Path | None = None) -> dict[str, list[Path]]:
-    """results.json, the accuracy-vs-GFLOPs plot, focus trajectories (strip + GIF), heatmaps, learning curves.
+@torch.no_grad()
+def _in_chunks(classify: Any, model: nn.Module, frames: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    with evaluating(model):
+        return torch.cat([classify(frames[i:i + chunk]) for i in range(0, len(frames), chunk)])
 
-    ``videos``: which validation videos the trajectory strip shows (default: the first four);
-    ``run``: the run folder whose stage logs feed the learning curves (default: ``out``).
-    """
+
+def write_report(evaluation: Evaluation, out: Path, config: RunConfig, run: Path | None = None) -> dict[str, list[Path]]:
+    """results.json, the accuracy-vs-GFLOPs plot, focus trajectories (strip + GIF) of the videos the evaluation
+    kept, heatmaps, learning curves. ``run``: the run folder whose stage logs feed the learning curves
+    (default: ``out``)."""
     out = Path(out)
     run = Path(run) if run is not None else out
     results = {**evaluation.results, "config": to_dict(config)}
@@ -269,24 +405,26 @@ def write_report(evaluation: Evaluation, out: Path, config: RunConfig,
                                                      f"{config.preset}: top-1 vs GFLOPs per video")}
     shown = "learned" if "learned" in evaluation.rollouts else next(iter(evaluation.rollouts))
     shown_run, clips = evaluation.rollouts[shown], evaluation.clips
-    pick = torch.tensor(videos if videos is not None else range(min(4, len(clips))))
-    if pick.numel() == 0 or int(pick.max()) >= len(clips) or int(pick.min()) < 0:
-        raise ValueError(f"videos {pick.tolist()} are not indices of the {len(clips)} evaluated videos")
-    boxes = None if clips.boxes is None else clips.boxes[pick]
-    corners = shown_run.corners.cpu()[pick]
-    written["trajectories"] = plotting.plot_trajectories(
-        clips.frames[pick], corners, evaluation.patch_size, shown_run.logits.cpu()[pick], clips.labels[pick],
-        plots / f"trajectories_{shown}", boxes)
-    written["gif"] = [plotting.save_gif(clips.frames[pick[0]], corners[0], evaluation.patch_size,
-                                        plots / f"episode_{shown}.gif", None if boxes is None else boxes[0])]
+    if len(clips):
+        written["trajectories"] = plotting.plot_trajectories(
+            clips.frames, shown_run.corners, evaluation.patch_size, shown_run.logits, clips.labels,
+            plots / f"trajectories_{shown}", clips.boxes)
+        written["gif"] = [plotting.save_gif(clips.frames[0], shown_run.corners[0], evaluation.patch_size,
+                                            plots / f"episode_{shown}.gif", None if clips.boxes is None else clips.boxes[0])]
+    frame_size = config.model.frame_size, config.model.frame_size
     written["heatmaps"] = plotting.plot_focus_heatmaps(
-        {name: focus_heatmap(r.corners.cpu(), evaluation.patch_size, clips.frame_size)
-         for name, r in evaluation.rollouts.items()}, plots / "focus_heatmaps")
+        {name: focus_heatmap(_per_frame(corners, config.data.frames), evaluation.patch_size, frame_size)
+         for name, corners in evaluation.corners.items()}, plots / "focus_heatmaps")
     written["learning"] = plotting.plot_learning_curves(
         {"warm-up": run / "warmup" / "log.csv", "stage I": run / "stage1" / "log.csv",
          "stage III": run / "stage3" / "log.csv", "TSM+": run / "tsm_plus" / "log.csv",
          "PPO": run / "policy" / "progress.csv"}, plots / "learning_curves")
     return written
+
+
+def _per_frame(corners: torch.Tensor, frames: int) -> torch.Tensor:
+    """A clip-level policy's one place per clip, counted for every frame as a per-frame policy's are."""
+    return corners.expand(-1, frames, -1) if corners.shape[1] == 1 else corners
 
 
 def focus_heatmap(corners: torch.Tensor, patch_size: int, frame_size: tuple[int, int]) -> np.ndarray:
@@ -300,16 +438,36 @@ def focus_heatmap(corners: torch.Tensor, patch_size: int, frame_size: tuple[int,
     return (coverage / max(len(flat), 1)).numpy()
 
 
-def main_job(config: RunConfig, out: Path, progress: bool = True) -> tuple[Evaluation, dict[str, list[Path]]]:
-    """The whole pipeline on one config; finished stages are reused, interrupted ones resume."""
+def stage_records(config: RunConfig, run: Path, paths: DataPaths) -> dict[str, dict[str, Any]]:
+    """The record each stage of ``config`` would have if trained from ``run``'s upstream files."""
+    run, lists = Path(run), stage_lists(config, paths)
+    warm, stage1, policy = run / "warmup" / "checkpoint.pt", run / "stage1" / "checkpoint.pt", run / "policy" / "policy.zip"
+    inputs = {"warmup": {}, "stage1": {"init": warm}, "tsm_plus": {"init": warm}, "policy": {"init": stage1},
+              "stage3": {"init": stage1, **_policy_inputs(policy)}}
+    return {stage: provenance.stage_record(config, stage, lists, files) for stage, files in inputs.items()}
+
+
+def main_job(config: RunConfig, out: Path, progress: bool = True,
+             start_from: Path | None = None) -> tuple[Evaluation, dict[str, list[Path]]]:
+    """The whole pipeline on one config. Stages finished by the same command are reused, interrupted ones
+    resume, and one trained by another command is refused (:class:`~adafocus.provenance.StageMismatch`).
+    ``start_from``: another run folder whose finished stages that this config would train the same way
+    (warm-up, stage I, ...) are copied in first. ``config.json`` is rewritten only once every stage agrees."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+    if start_from is not None:
+        records = stage_records(config, start_from, data_paths(config, progress))
+        adopted = provenance.adopt_stages(Path(start_from), out, config, records)
+        print(f"from {start_from}: reusing {', '.join(adopted) if adopted else 'no stage (none matches this command)'}")
+    described = out / "config.json"
+    if not described.is_file():
+        described.write_text(json.dumps(to_dict(config), indent=2))
     warm = run_supervised(config, "warmup", out, progress=progress)
     stage1 = run_supervised(config, "stage1", out, init=warm, progress=progress)
     policy = run_policy(config, out, stage1, progress=progress)
     stage3 = run_supervised(config, "stage3", out, init=stage1, policy=policy, progress=progress)
     plus = run_supervised(config, "tsm_plus", out, init=warm, progress=progress) if clip_level(config) else None
+    described.write_text(json.dumps(to_dict(config), indent=2))
     evaluation = evaluate_run(config, stage3, policy, progress=progress, full_frame=warm, tsm_plus=plus)
     return evaluation, write_report(evaluation, out, config)
 

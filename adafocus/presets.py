@@ -9,20 +9,21 @@ from adafocus.envs import AdaFocusEnv, EnvConfig
 
 from .config import preset
 from .pipeline import build_model, clip_level, make_episodes, model_cost
-from .runs import clip_set, data_paths
+from .runs import data_paths, episode_source
 
 
 def make_default_env(checkpoint_path: str | Path | None = None, split: str = "train", preset_name: str = "synthetic",
                      render_mode: str | None = None, device: str = "cpu", seed: int = 0,
                      progress: bool = False, **env_options) -> AdaFocusEnv:
-    """An :class:`AdaFocusEnv` on a synthetic preset's benchmark (generated on first use) with its backbones:
+    """An :class:`AdaFocusEnv` streaming a synthetic preset's benchmark (generated on first use) with its backbones:
     randomly initialised from ``seed``, or loaded from a stage I / III ``checkpoint_path``. ``env_options``
     override :class:`EnvConfig` fields (``action``, ``grid``, ``reward``, ``observe_memory``); the per-frame
     env starts from :class:`EnvConfig`'s defaults, the clip-level one from its preset's (continuous actions).
     """
     config = replace(preset(preset_name), seed=seed)
     model = build_model(config, Path(checkpoint_path) if checkpoint_path is not None else None)
-    clips = clip_set(config, data_paths(config, progress), split, progress)
+    source = episode_source(config, data_paths(config, progress), split, 1, device, progress)
     env_config = replace(config.env if clip_level(config) else EnvConfig(), **env_options)
-    episodes = make_episodes(model, clips, env_config, device, model_cost(model, clips.num_frames).total)
-    return AdaFocusEnv(episodes, render_mode=render_mode)
+    frames = config.data.frames
+    episodes = make_episodes(model, None, env_config, device, model_cost(model, frames).total, frames)
+    return AdaFocusEnv(episodes, render_mode=render_mode, source=source, seed=seed)

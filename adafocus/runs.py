@@ -1,11 +1,15 @@
 """From a run config to data: the synthetic benchmark or a real video list, as datasets or clip tensors."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from adafocus.data.clips import ClipSet
-from adafocus.data.synthetic import generate
+import torch
+
+from adafocus.data.clips import ClipPool, ClipSet, VideoSource
+from adafocus.data.stream import ClipStream, batches, pool_batches
+from adafocus.data.synthetic import generate_once
 from adafocus.data.transforms import video_transform
 from adafocus.data.video import VideoDataset, load_clips
 
@@ -33,7 +37,7 @@ def data_paths(config: RunConfig, progress: bool = True) -> DataPaths:
         if config.model.frame_size != data.synthetic.frame_size:
             raise ValueError(f"--model.frame_size {config.model.frame_size} differs from the synthetic "
                              f"benchmark's {data.synthetic.frame_size}")
-        syn = generate(data.synthetic, progress=progress)
+        syn = generate_once(data.synthetic, progress=progress)  # one rank per node generates under torchrun
         return DataPaths(syn.train_list, syn.val_list, syn.root, syn.annotation_root)
     if data.val_list is None:
         raise ValueError("--train-list needs a --val-list too")
@@ -61,6 +65,29 @@ def video_dataset(config: RunConfig, paths: DataPaths, split: str, train: bool,
 
 
 def clip_set(config: RunConfig, paths: DataPaths, split: str, progress: bool = True) -> ClipSet:
-    """Decode a split once into tensors (test-mode sampling): what stage II, stage III and evaluation use."""
+    """Decode a split once into tensors (test-mode sampling), refused up front when it would not fit in memory:
+    the in-memory path (``--data.stream false``) and the frame-policy and baseline evaluations."""
     dataset = video_dataset(config, paths, split, train=False, cache=False)  # decoded once here anyway
-    return load_clips(dataset, num_workers=config.data.workers, progress=progress)
+    return load_clips(dataset, num_workers=config.data.workers, progress=progress, frame_size=config.model.frame_size)
+
+
+def episode_source(config: RunConfig, paths: DataPaths, split: str, batch_size: int,
+                   device: torch.device | str = "cpu", progress: bool = True) -> VideoSource:
+    """The videos episodes are played on (stage II, the gymnasium env), epoch after epoch in shuffled order:
+    streamed with the split's training transform (random segment offsets, multi-scale crop, flip where the
+    preset allows it), or, with ``--data.stream false``, test-mode clips decoded once and held in memory."""
+    if config.data.stream:
+        dataset = video_dataset(config, paths, split, train=True)
+        return ClipStream(dataset, batch_size, config.seed, config.data.workers, device)
+    return ClipPool(clip_set(config, paths, split, progress), config.seed, device)
+
+
+def evaluation_batches(config: RunConfig, paths: DataPaths, split: str, batch_size: int,
+                       device: torch.device | str = "cpu", progress: bool = True) -> tuple[Iterator[ClipSet], int]:
+    """One ordered pass over a split's test-mode clips, ``batch_size`` videos at a time, and the split's size:
+    streamed, or from clips decoded once (``--data.stream false``)."""
+    if config.data.stream:
+        dataset = video_dataset(config, paths, split, train=False)
+        return batches(dataset, batch_size, config.data.workers, device), len(dataset)
+    clips = clip_set(config, paths, split, progress)
+    return pool_batches(clips, batch_size, device), len(clips)

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from adafocus.backbones import AdaFocusModel, ClipFocusModel, evaluating, patch_corners
-from adafocus.envs import FocusEpisodes
+from adafocus.data.clips import ClipSet
+from adafocus.envs.episodes import EpisodeBatch
 
 from .config import StageConfig
 from .training import StageTask
@@ -149,14 +150,14 @@ class ClipPatchTask(StageTask):
 class PolicyTask(StageTask):
     """Stage III: f_C fine-tuned on the patches a learned (deterministic) policy picks.
 
-    Each batch is first rolled out without gradients through the frozen f_G / f_L, with pi reading the
-    current f_C's state exactly as at test time; f_C then learns on the f_L features it was shown.
-    Batches are ``{"index": video indices}`` into ``train`` / ``val`` episodes (clips held as tensors).
+    Each batch of videos (from the same loader as stage I) is loaded into the episodes, which run f_G on it
+    once, and rolled out without gradients through the frozen f_G / f_L, with pi reading the current f_C's
+    state exactly as at test time; f_C then learns on the f_L features it was shown.
     """
 
-    def __init__(self, model: AdaFocusModel | ClipFocusModel, agent, train: FocusEpisodes, val: FocusEpisodes) -> None:
+    def __init__(self, model: AdaFocusModel | ClipFocusModel, agent, episodes: EpisodeBatch) -> None:
         super().__init__()
-        self.model, self.agent, self.episodes = model, agent, {"train": train, "val": val}
+        self.model, self.agent, self.episodes = model, agent, episodes
 
     def train(self, mode: bool = True) -> "PolicyTask":
         super().train(mode)
@@ -165,10 +166,10 @@ class PolicyTask(StageTask):
         return self
 
     def forward(self, batch: dict[str, Any]):
-        episodes = self.episodes["train" if self.training else "val"]
-        index = batch["index"]
+        episodes = self.episodes
         with torch.no_grad(), evaluating(self.model.classifier):
-            obs, local = episodes.begin(index), []
+            episodes.load(ClipSet.from_batch(batch))
+            obs, local = episodes.begin(torch.arange(episodes.num_videos)), []
             for _ in range(episodes.num_steps):
                 result = episodes.step(self.agent.act(obs, deterministic=True))
                 obs = result.observation

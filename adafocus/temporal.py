@@ -22,7 +22,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 from torchmetrics.functional.classification import multiclass_average_precision
 
-from adafocus.agents import FocusAgent, load_agent, policy_gmacs
+from adafocus.agents import FocusAgent, load_agent, policy_gmacs, save_agent
 from adafocus.agents.frames import (FrameAgent, frame_policy_gmacs, make_frame_algorithm, oracle_frames,
                                     uniform_frames)
 from adafocus.agents.algorithms import resolve_algorithm
@@ -33,10 +33,10 @@ from adafocus.envs.frame_episodes import (FrameCosts, FrameEpisodes, FrameReader
                                           MultiAgentEpisodes, SkipEpisodes)
 from adafocus.envs.frame_vec_env import FrameEnv, FrameVecEnv
 
-from . import plotting
+from . import plotting, provenance
 from .config import PolicyConfig, RunConfig
 from .evaluation import PolicyResult, early_exit_curve, rollout, summarize
-from .runs import clip_set, data_paths
+from .runs import clip_set, data_paths, episode_source
 from .training import setup_environment
 
 KINDS = ("pi_prime", "adaframe", "multiagent")
@@ -91,10 +91,11 @@ def load_base(run: Path, device: torch.device | str = "cpu") -> Base:
     return Base(files.config, model, agent, policy_env_config(files.config, files.policy), device)
 
 
-def frame_reader(model: AdaFocusModel, clips: ClipSet, env: EnvConfig, focus: FocusAgent,
-                 device: torch.device | str = "cpu") -> FrameReader:
-    """The AdaFocus frame read over ``clips`` with its measured GMACs (pi's network included)."""
-    episodes = FocusEpisodes(model, clips, replace(env, reward="conf"), device)
+def frame_reader(model: AdaFocusModel, clips: ClipSet | None, env: EnvConfig, focus: FocusAgent,
+                 device: torch.device | str = "cpu", num_frames: int | None = None) -> FrameReader:
+    """The AdaFocus frame read over ``clips`` (or over videos loaded later, of ``num_frames`` frames) with its
+    measured GMACs (pi's network included)."""
+    episodes = FocusEpisodes(model, clips, replace(env, reward="conf"), device, num_frames=num_frames)
     cost = step_cost(model)
     pi = policy_gmacs(focus, episodes.observation_space, episodes.device)
     costs = FrameCosts(glance=cost.global_encoder, patch=cost.local_encoder + pi, classifier=cost.classifier)
@@ -134,24 +135,34 @@ def train_frame_policy(kind: str, run: Path, out: Path, settings: FrameSettings,
     """Stage II': train one frame policy by RL over the run's training videos, pi and backbones frozen."""
     folder = Path(out) / policy_name(kind, settings)
     path = folder / "policy.zip"
-    if resume and path.is_file():
+    from .pipeline import open_run
+
+    files = open_run(Path(run))
+    record = {"stage": f"frame_policy:{kind}", "fields": {f"frame.{k}": v for k, v in asdict(settings).items()},
+              "data": {}, "inputs": {name: {"sha256": provenance.file_digest(p)} for name, p in
+                                     (("checkpoint", files.checkpoint), ("policy", files.policy)) if p is not None}}
+    if resume and provenance.stage_status(folder, record) == "finished":
         return path
+    provenance.begin_stage(folder, record)
     env = setup_environment("auto")
     base = load_base(run, env.device)
-    clips = clip_set(base.config, data_paths(base.config, progress), "train", progress)
-    episodes = build_episodes(kind, frame_reader(base.model, clips, base.env, base.focus, env.device), settings)
-    vec = VecMonitor(FrameVecEnv(episodes, settings.n_envs, seed=base.config.seed))
+    source = episode_source(base.config, data_paths(base.config, progress), "train", settings.n_envs, env.device,
+                            progress)
+    frames = base.config.data.frames
+    episodes = build_episodes(kind, frame_reader(base.model, None, base.env, base.focus, env.device, frames), settings)
+    vec = VecMonitor(FrameVecEnv(episodes, settings.n_envs, seed=base.config.seed, source=source))
     steps_per_episode = horizon(episodes) * episodes.agents
     algo = make_frame_algorithm(settings.algo, vec, settings, horizon(episodes), base.config.seed, env.device)
     folder.mkdir(parents=True, exist_ok=True)
     algo.set_logger(configure(str(folder), ["csv"]))
-    steps = settings.total_timesteps or int(settings.epochs * len(clips) * steps_per_episode)
+    steps = settings.total_timesteps or int(settings.epochs * source.order.size * steps_per_episode)
     began = time.perf_counter()
     algo.learn(steps, progress_bar=progress)
-    algo.save(path)
+    source.close()
     meta = {"kind": kind, "run": str(run), "settings": asdict(settings), "timesteps": steps,
             "seconds": time.perf_counter() - began}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    save_agent(algo, path, meta)  # policy.zip, then policy.json, each atomically
+    provenance.finish_stage(folder, record, [path, path.with_suffix(".json")])
     return path
 
 

@@ -90,32 +90,62 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 
 class Metrics:
-    """Top-1 and mAP over a validation pass (torchmetrics; synchronised across processes)."""
+    """Top-1 and mAP over a validation pass (torchmetrics), over every process's predictions.
 
-    def __init__(self, num_classes: int, device: torch.device) -> None:
-        self.top1 = MulticlassAccuracy(num_classes, average="micro").to(device)
-        self.map = MulticlassAveragePrecision(num_classes, average="macro").to(device)
+    The predictions are gathered here rather than by torchmetrics' own sync: that issues fewer collectives
+    on a rank that saw no valid batch (all skipped as corrupt), which then aborts or hangs the others.
+    """
+
+    def __init__(self, num_classes: int, device: torch.device, world_size: int = 1) -> None:
+        self.top1 = MulticlassAccuracy(num_classes, average="micro", sync_on_compute=False).to(device)
+        self.map = MulticlassAveragePrecision(num_classes, average="macro", sync_on_compute=False).to(device)
+        self.num_classes, self.device, self.world_size = num_classes, device, world_size
+        self.probs: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        probs = logits.float().softmax(-1)
-        self.top1.update(probs, labels)
-        self.map.update(probs, labels)
+        self.probs.append(logits.float().softmax(-1))
+        self.labels.append(labels)
 
     def compute(self) -> dict[str, float]:
+        probs = torch.cat(self.probs) if self.probs else torch.empty(0, self.num_classes, device=self.device)
+        labels = torch.cat(self.labels) if self.labels else torch.empty(0, dtype=torch.long, device=self.device)
+        if self.world_size > 1:
+            probs, labels = _gather_rows(probs, self.world_size), _gather_rows(labels, self.world_size)
+        self.top1.update(probs, labels)
+        self.map.update(probs, labels)
         return {"top1": float(self.top1.compute()), "mAP": float(self.map.compute())}
+
+
+def _gather_rows(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Concatenate every rank's ``tensor`` (same trailing shape, any number of rows, zero included)."""
+    count = torch.tensor([len(tensor)], device=tensor.device)
+    counts = [torch.zeros_like(count) for _ in range(world_size)]
+    dist.all_gather(counts, count)
+    rows = [int(c) for c in counts]
+    padded = tensor.new_zeros((max(rows), *tensor.shape[1:]))  # all_gather needs equal shapes
+    padded[:len(tensor)] = tensor
+    parts = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:n] for part, n in zip(parts, rows)])
 
 
 def train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_set: Dataset, out: Path,
                 env: Environment, num_classes: int, seed: int, config: dict[str, Any],
                 collate=None, workers: int = 0, resume: bool = False, progress: bool = True,
-                name: str = "stage") -> dict[str, float]:
+                name: str = "stage", batch_option: str | None = None) -> dict[str, float]:
     """Train ``task`` for ``stage.epochs`` epochs; write ``out/checkpoint.pt`` after every epoch.
 
     With ``resume`` an interrupted run continues from its last checkpoint; because every epoch reseeds
     its randomness from (seed, epoch, rank), the resumed run ends where an uninterrupted one would.
-    Returns the last epoch's validation metrics.
+    Under DDP, a step where any rank's batch is empty (every item skipped as corrupt) is skipped by all
+    ranks, so their gradient all-reduces and schedulers stay in step. Raises ValueError when the training
+    set is smaller than one batch per process (incomplete batches are dropped, so nothing would train).
+    ``batch_option`` names the option that sets ``stage.batch_size`` in that error (default
+    ``--<name>.batch_size`` for the pipeline's stages). Returns the last epoch's validation metrics.
     """
     out = Path(out)
+    _check_batch_fits(train_set, stage.batch_size, env.world_size, batch_option or _batch_option(name))
     task.to(env.device)
     groups = [g for g in task.param_groups(stage) if g["lr"] > 0]
     trained = {id(p) for g in groups for p in g["params"]}
@@ -158,7 +188,7 @@ def train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_set
         began, total_loss, seen, skipped = time.time(), 0.0, 0, 0
         for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show):
             skipped += batch.pop("skipped", 0)
-            if "label" not in batch:
+            if not _all_have_batch("label" in batch, env):
                 continue
             batch = _to_device(batch, env.device)
             with amp:
@@ -183,10 +213,48 @@ def train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_set
     return metrics
 
 
+def _batch_option(name: str) -> str:
+    if name in ("warmup", "stage1", "stage3", "tsm_plus"):
+        return f"--{'stage1' if name == 'tsm_plus' else name}.batch_size"  # TSM+ runs on stage I's settings
+    return f"the batch size of {name}"
+
+
+def _check_batch_fits(train_set: Dataset, batch_size: int, world_size: int, option: str) -> None:
+    """Refuse a training split smaller than one per-process batch: drop_last would leave no step at all."""
+    size, per_rank = len(train_set), max(1, batch_size // world_size)
+    if size // world_size >= per_rank:
+        return
+    where = getattr(train_set, "list_file", None)
+    what = f"the training list {where}" if where is not None else "the training set"
+    fix = f"lower {option} to at most {size // world_size * world_size}" if size >= world_size \
+        else "use fewer processes or more training videos"
+    raise ValueError(f"{what} has {size} videos, fewer than one batch of {per_rank} per process ({option} "
+                     f"{batch_size} over world size {world_size}); incomplete batches are dropped, so nothing would "
+                     f"train: {fix}")
+
+
+def _all_have_batch(has_batch: bool, env: Environment) -> bool:
+    """Whether every rank has a batch this step (MIN all-reduce under DDP); alone, whether this one has.
+
+    A rank that skipped a step on its own would leave the others blocked in the gradient all-reduce.
+    """
+    if env.world_size == 1:
+        return has_batch
+    flag = torch.tensor([int(has_batch)], device=env.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 @torch.no_grad()
 def evaluate_task(model: nn.Module, loader: Iterable, env: Environment, num_classes: int, amp) -> dict[str, float]:
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        # Evaluate the plain module: DDP's forward may broadcast buffers, a collective that hangs when a
+        # rank has no valid batch to forward. Broadcasting rank 0's buffers here is what DDP would do.
+        model = model.module
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
     model.eval()
-    metrics = Metrics(num_classes, env.device)
+    metrics = Metrics(num_classes, env.device, env.world_size)
     for batch in loader:
         batch.pop("skipped", 0)
         if "label" not in batch:

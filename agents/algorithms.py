@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,16 @@ class SB3Agent(FocusAgent):
 
 
 def save_agent(model: BaseAlgorithm, path: Path, config: dict[str, Any]) -> None:
-    """SB3's own zip format, plus the run config beside it (``<path>.json``)."""
+    """SB3's own zip format, plus the run config beside it (``<path>.json``), each written to a temporary
+    file and renamed into place, so a crash never leaves a half-written policy."""
     path = Path(path)
-    model.save(path)
-    path.with_suffix(".json").write_text(json.dumps(config, indent=2))
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    model.save(tmp)
+    os.replace(tmp, path)
+    meta = path.with_suffix(".json")
+    tmp = meta.with_name(f".{meta.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(config, indent=2))
+    os.replace(tmp, meta)
 
 
 def load_agent(path: Path, algo: str, device: str | torch.device = "auto") -> SB3Agent:

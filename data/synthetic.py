@@ -32,6 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import socket
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -214,21 +217,38 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("ADAFOCUS_CACHE", Path.home() / ".cache" / "adafocus"))
 
 
-def generate(config: SyntheticConfig, root: Path | None = None, progress: bool = True) -> SyntheticDataset:
-    """Generate the benchmark under ``root`` (default: a folder of the cache named by the config's hash).
+def _complete(dataset: SyntheticDataset) -> bool:
+    """Whether ``dataset.root`` holds a finished generation of ``dataset.config`` (its lists are written last)."""
+    marker = dataset.root / "config.json"
+    try:
+        return json.loads(marker.read_text()) == asdict(dataset.config) \
+            and dataset.train_list.is_file() and dataset.val_list.is_file()
+    except (OSError, ValueError):  # missing or half-written marker: not a finished generation
+        return False
 
-    Reuses a complete earlier generation with the same config. Writes each split's list last, through a
-    temporary file, so an interrupted generation never leaves a list that names missing videos.
-    """
-    root = Path(root) if root is not None else default_cache_dir() / "synthetic" / _config_key(config)
-    dataset = SyntheticDataset(root, root / "train.txt", root / "val.txt", root / "annotations", config)
-    marker = root / "config.json"
-    if marker.is_file() and json.loads(marker.read_text()) == asdict(config) \
-            and dataset.train_list.is_file() and dataset.val_list.is_file():
-        return dataset
+
+def _staging_prefix(root: Path) -> str:
+    return f".{root.name}.{socket.gethostname()}."
+
+
+def _remove_dead_staging(root: Path) -> None:
+    """Delete staging folders that killed generations of ``root`` on this host left behind (their pid is gone)."""
+    prefix = _staging_prefix(root)
+    for folder in root.parent.glob(f"{prefix}*.tmp"):
+        try:
+            pid = int(folder.name[len(prefix):].split(".")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError):  # not our naming, or a live process of another user
+            pass
+
+
+def _write(config: SyntheticConfig, root: Path, progress: bool) -> None:
+    """Render every video of ``config`` into ``root``; each split's list is written after its videos."""
     (root / "videos").mkdir(parents=True, exist_ok=True)
-    (dataset.annotation_root / "videos").mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(asdict(config), indent=2))
+    (root / "annotations" / "videos").mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(json.dumps(asdict(config), indent=2))
     splits = {"train": (config.train_videos, 0), "val": (config.val_videos, 1)}
     bar = tqdm(total=config.train_videos + config.val_videos, desc="synthetic videos", disable=not progress)
     for split, (count, stream) in splits.items():
@@ -240,11 +260,111 @@ def generate(config: SyntheticConfig, root: Path | None = None, progress: bool =
             frames, boxes, readable = render_video(config, int(label), rng)
             write_mp4(root / "videos" / f"{name}.mp4", frames, config.fps, config.crf)
             # annotation path mirrors the list's relative path: annotations/videos/<name>.npz
-            np.savez(dataset.annotation_root / "videos" / f"{name}.npz", boxes=boxes, readable=readable)
+            np.savez(root / "annotations" / "videos" / f"{name}.npz", boxes=boxes, readable=readable)
             lines.append(f"videos/{name}.mp4 {label}\n")
             bar.update()
         tmp = root / f".{split}.txt.tmp"
         tmp.write_text("".join(lines))
         tmp.replace(root / f"{split}.txt")
     bar.close()
+
+
+def _install(staging: Path, dataset: SyntheticDataset) -> None:
+    """Move a finished generation from ``staging`` to ``dataset.root``.
+
+    A missing or empty root is replaced in one rename, so readers see all of it or nothing. A root that
+    already holds files (an unfinished generation of an older version, or a caller's folder) gets the
+    generated entries one by one: its lists are removed first and the new lists moved in last, so no list
+    ever names a missing video. Generation is deterministic, so a concurrent generator's files are equal.
+    """
+    root = dataset.root
+    try:
+        staging.rename(root)  # fails when root exists and is not empty
+        return
+    except OSError:
+        if _complete(dataset):  # a concurrent generation finished first: keep it
+            return
+    lists = ("train.txt", "val.txt")
+    try:
+        for name in lists:
+            (root / name).unlink(missing_ok=True)
+        for name in ("videos", "annotations", "config.json"):
+            old = root / name
+            if old.is_dir() and not old.is_symlink():
+                old.rename(staging / f".old-{name}")  # removed with the staging folder
+            elif old.exists() or old.is_symlink():
+                old.unlink()
+            (staging / name).rename(old)
+        for name in lists:
+            os.replace(staging / name, root / name)
+    except OSError:
+        if not _complete(dataset):  # lost a race to a concurrent generator, which finished: fine
+            raise
+
+
+def _dataset(config: SyntheticConfig, root: Path | None) -> SyntheticDataset:
+    root = Path(root) if root is not None else default_cache_dir() / "synthetic" / _config_key(config)
+    return SyntheticDataset(root, root / "train.txt", root / "val.txt", root / "annotations", config)
+
+
+def existing(config: SyntheticConfig, root: Path | None = None) -> SyntheticDataset | None:
+    """The finished generation of ``config`` under ``root`` (default: the cache), or None; writes nothing."""
+    dataset = _dataset(config, root)
+    return dataset if _complete(dataset) else None
+
+
+def generate(config: SyntheticConfig, root: Path | None = None, progress: bool = True) -> SyntheticDataset:
+    """Generate the benchmark under ``root`` (default: a folder of the cache named by the config's hash).
+
+    Reuses a complete earlier generation with the same config. Renders into a temporary sibling folder
+    and moves it into place when done, each split's list last, so an interrupted generation never leaves a
+    list that names missing videos, and concurrent generations (several jobs on one cache) do not write
+    into each other's files: the first to finish wins, the others' equal copies are discarded. Under
+    torchrun, use :func:`generate_once`.
+    """
+    dataset = _dataset(config, root)
+    root = dataset.root
+    if _complete(dataset):
+        return dataset
+    root.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_staging(root)
+    # the staging folder sits next to root (same file system, so the final rename is atomic); its name
+    # carries host and pid so a later run can tell a dead generation's leftovers from a running one's
+    staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(root)}{os.getpid()}.", suffix=".tmp", dir=root.parent))
+    try:
+        _write(config, staging, progress)
+        _install(staging, dataset)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not _complete(dataset):
+        raise RuntimeError(f"synthetic benchmark generation into {root} did not complete (config.json or the "
+                           "train/val lists are missing): was the folder changed during generation?")
+    return dataset
+
+
+def generate_once(config: SyntheticConfig, root: Path | None = None, progress: bool = True) -> SyntheticDataset:
+    """:func:`generate`, by one process per node when torch.distributed runs with several processes.
+
+    Every rank generating on a fresh cache would render the same videos several times over; the node's
+    first rank (LOCAL_RANK 0, else rank 0) generates while the others wait at a barrier, then read the
+    finished lists. A generating rank's error is raised after the barrier, so the others do not hang.
+    """
+    import torch.distributed as dist  # here: the rest of this module does not need torch
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return generate(config, root, progress)
+    dataset, error = None, None
+    if int(os.environ.get("LOCAL_RANK", dist.get_rank())) == 0:
+        try:
+            dataset = generate(config, root, progress)
+        except Exception as exc:  # noqa: BLE001 -- re-raised after the barrier
+            error = exc
+    dist.barrier()
+    if error is not None:
+        raise error
+    dataset = dataset or existing(config, root)
+    if dataset is None:
+        raise RuntimeError(f"rank {dist.get_rank()}: no finished synthetic benchmark in "
+                           f"{_dataset(config, root).root} after the node's first rank generated it: did that "
+                           "rank fail, or does it see another $ADAFOCUS_CACHE?")
     return dataset

@@ -36,6 +36,7 @@ import torch.utils.data
 from tqdm.auto import tqdm
 
 from .clips import ClipSet
+from .memory import check_fits
 
 logger = logging.getLogger(__name__)
 
@@ -657,17 +658,22 @@ class VideoDataset(torch.utils.data.Dataset):
         when annotated, ``readable`` bool (T,). A bad item raises :class:`VideoDataError`, or with
         ``skip_corrupt`` is logged and returned as None (drop it with :func:`collate_videos`).
         """
+        return self.load(index, self.epoch)
+
+    def load(self, index: int, epoch: int) -> dict[str, Any] | None:
+        """The item of video ``index`` as sampled in ``epoch`` (training sampling depends on it; test
+        sampling does not): what :meth:`__getitem__` returns for the epoch set by :meth:`set_epoch`."""
         try:
-            return self._load(index)
+            return self._load(index, epoch)
         except VideoDataError as e:
             if not self.skip_corrupt:
                 raise
             logger.warning("skipping video %d: %s", index, e)
             return None
 
-    def _load(self, index: int) -> dict[str, Any]:
+    def _load(self, index: int, epoch: int) -> dict[str, Any]:
         record = self.records[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+        rng = np.random.default_rng([self.seed, epoch, index]) if self.train else None
         counted: list[int] = []
 
         def choose(available: int) -> np.ndarray:
@@ -681,6 +687,10 @@ class VideoDataset(torch.utils.data.Dataset):
             if self._videos is not None:
                 if index not in self._videos:
                     self._videos[index] = self._decode_all(index)
+                    if len(self._videos) == 1:  # the first video tells what the whole cache will hold
+                        check_fits(self._videos[index].nbytes * len(self.records),
+                                   f"--data.cache_videos keeps every decoded video of {self.list_file}",
+                                   "set --data.cache_videos false (each video is then decoded when it is used)")
                 frame_indices = choose(len(self._videos[index]))
                 frames = self._videos[index][torch.from_numpy(frame_indices)]
             elif record.is_folder or self.decoder != "decord":
@@ -770,15 +780,22 @@ def collate_videos(batch: list[dict[str, Any] | None]) -> dict[str, Any]:
 
 
 def load_clips(dataset: VideoDataset, batch_size: int = 16, num_workers: int = 0,
-               progress: bool = True) -> ClipSet:
+               progress: bool = True, frame_size: int | None = None) -> ClipSet:
     """Decode a whole dataset once into a :class:`ClipSet` (in dataset order; skipped items left out).
 
     Sampling is the dataset's (``train=False`` gives the deterministic test clips). Boxes/readable
-    are filled when the dataset yields them. Raises VideoDataError when no video could be decoded.
+    are filled when the dataset yields them. With ``frame_size`` (the side of the frames the dataset
+    yields) the clips' bytes are estimated first, and a set that would not fit in the available memory is
+    refused before anything is decoded. Raises VideoDataError when no video could be decoded.
     """
+    if frame_size is not None:
+        check_fits(len(dataset) * dataset.num_frames * 3 * frame_size ** 2,
+                   f"decoding {dataset.list_file} into memory ({len(dataset)} videos x {dataset.num_frames} frames "
+                   f"x 3 x {frame_size} x {frame_size} bytes)",
+                   "stream the videos instead (--data.stream true, the default)")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=num_workers, collate_fn=collate_videos)
-    parts: dict[str, list[torch.Tensor]] = {"frames": [], "label": [], "boxes": [], "readable": []}
+    parts: dict[str, list[torch.Tensor]] = {"frames": [], "label": [], "boxes": [], "readable": [], "index": []}
     skipped = 0
     with tqdm(loader, desc="decoding videos", unit="batch", disable=not progress) as bar:
         for batch in bar:
@@ -789,7 +806,7 @@ def load_clips(dataset: VideoDataset, batch_size: int = 16, num_workers: int = 0
                 continue
             for key in parts:
                 if key in batch:
-                    parts[key].append(batch[key])
+                    parts[key].append(torch.as_tensor(batch[key]))
     if skipped:
         logger.warning("load_clips: skipped %d of %d videos of %s (see the warnings above for why)",
                        skipped, len(dataset), dataset.list_file)
@@ -804,4 +821,4 @@ def load_clips(dataset: VideoDataset, batch_size: int = 16, num_workers: int = 0
         return torch.cat(parts[key])
 
     return ClipSet(frames=torch.cat(parts["frames"]), labels=cat("label"),
-                   boxes=cat("boxes"), readable=cat("readable"))
+                   boxes=cat("boxes"), readable=cat("readable"), index=cat("index"))

@@ -8,12 +8,17 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes
 
+from adafocus.data.clips import ClipPool, VideoSource
+
 from .boundary import check_actions, host_step, to_host
-from .episodes import FocusEpisodes
+from .episodes import EpisodeBatch
 
 
 class AdaFocusEnv(gym.Env):
     """Video recognition as an MDP: observe f_G's features of frame t, place a patch, earn a confidence gain.
+
+    Each reset takes the next video of ``source`` (default: the videos loaded in ``episodes``, in epoch
+    order from ``seed``).
 
     ``info`` carries the prediction, its confidence, the patch box (x0, y0, x1, y1) and the GFLOPs spent so
     far. ``render_mode="rgb_array"`` draws the current frame with the patch (yellow) and, on synthetic
@@ -22,10 +27,13 @@ class AdaFocusEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self, episodes: FocusEpisodes, render_mode: str | None = None) -> None:
+    def __init__(self, episodes: EpisodeBatch, render_mode: str | None = None, source: VideoSource | None = None,
+                 seed: int = 0) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.episodes = episodes
+        # without a source: the videos loaded in the episodes, in epoch order from ``seed``
+        self.source: VideoSource = source if source is not None else ClipPool(episodes.clips, seed, episodes.device)
         self.observation_space = episodes.observation_space
         self.action_space = episodes.action_space
         self.render_mode = render_mode
@@ -33,12 +41,13 @@ class AdaFocusEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        frames = self.episodes.num_steps
-        video = int(self.np_random.integers(self.episodes.num_videos))  # same draws, same order as a VecEnv slot
-        reference = self.np_random.random((frames, 2)).astype(np.float32)
-        obs = self.episodes.begin(torch.tensor([video]), torch.from_numpy(reference[None]))
+        if seed is not None:
+            self.source.seed(seed)
+        self.episodes.load(self.source.take(1))
+        reference = self.np_random.random((self.episodes.num_steps, 2)).astype(np.float32)  # as a VecEnv slot draws
+        obs = self.episodes.begin(torch.tensor([0]), torch.from_numpy(reference[None]))
         self._last_corners = None
-        return self._single(to_host(obs)), {"video": video}
+        return self._single(to_host(obs)), {"video": int(self.episodes.video_ids()[0])}
 
     def step(self, action):
         actions = check_actions(np.asarray(action)[None], self.action_space, 1)

@@ -33,13 +33,14 @@ def check_actions(actions: np.ndarray, space: spaces.Space, num_envs: int) -> np
 
 def host_step(episodes, result) -> tuple[dict[str, np.ndarray], np.ndarray, list[dict]]:
     """A step's observation, rewards and per-episode infos (prediction, confidence, patch box, GFLOPs so
-    far, video) on the host, from one packed transfer: what both env faces return."""
+    far, the video's dataset index, its label) on the host, from one packed transfer: what both env faces return."""
     host = to_host({**result.observation, "reward": result.reward, "prediction": result.logits.argmax(-1),
                     "confidence": result.confidence, "patch": episodes.patch_boxes(result.corners),
-                    "video": episodes.video})
+                    "video": episodes.video_ids(), "label": episodes.labels})
     gflops = episodes.step_gmacs * episodes.t
     infos = [{"prediction": int(host["prediction"][i]), "confidence": float(host["confidence"][i]),
-              "patch": host["patch"][i], "gflops": gflops, "video": int(host["video"][i])}
+              "patch": host["patch"][i], "gflops": gflops, "video": int(host["video"][i]),
+              "label": int(host["label"][i])}
              for i in range(len(host["video"]))]
     return {key: host[key] for key in result.observation}, host["reward"].astype(np.float32), infos
 

@@ -18,7 +18,7 @@ from .reward import confidence
 
 
 class ClipEpisodes(EpisodeBatch):
-    """N clip-level AdaFocus episodes over a :class:`ClipSet`, f_G run once per video at construction.
+    """N clip-level AdaFocus episodes over the loaded videos, f_G run once per video when it is loaded.
 
     Observation: f_G's maps of the G glance frames concatenated on channels, ``glance`` (G * C, h, w), as the
     paper's pi reads them. Action: a continuous patch centre in [-1, 1]^2 (the paper's Gaussian policy
@@ -29,19 +29,22 @@ class ClipEpisodes(EpisodeBatch):
 
     num_steps = 1
 
-    def __init__(self, model: ClipFocusModel, clips: ClipSet, config: EnvConfig = EnvConfig(action="continuous"),
-                 device: torch.device | str = "cpu", step_gmacs: float = 0.0, batch_size: int = 32) -> None:
+    def __init__(self, model: ClipFocusModel, clips: ClipSet | None = None,
+                 config: EnvConfig = EnvConfig(action="continuous"), device: torch.device | str = "cpu",
+                 step_gmacs: float = 0.0, batch_size: int = 32, num_frames: int | None = None) -> None:
         if config.action != "continuous":
             raise ValueError("the clip-level env takes a continuous patch centre: use --env.action continuous")
         if config.reward not in ("vs_random", "conf"):
             raise ValueError(f"the clip-level env is one step long: reward 'vs_random' or 'conf', got {config.reward!r}")
-        super().__init__(model, clips, config, device, step_gmacs, batch_size)
-        with torch.no_grad():
-            self.glance_logits = self.model.global_logits(self.glance_maps)
-        self.glance_maps = self.glance_maps.flatten(1, 2)  # (V, G, C, h, w) -> (V, G * C, h, w), pi's input
+        super().__init__(model, clips, config, device, step_gmacs, batch_size, num_frames)
         self.observation_space = spaces.Dict({"glance": spaces.Box(-np.inf, np.inf, tuple(self.glance_maps.shape[1:]),
                                                                    np.float32)})
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def video_features(self, clips: ClipSet) -> dict[str, torch.Tensor]:
+        maps = super().video_features(clips)["glance_maps"]  # (V, G, C, h, w)
+        # pi reads the G maps concatenated on channels: (V, G * C, h, w)
+        return {"glance_maps": maps.flatten(1, 2), "glance_logits": self.model.global_logits(maps)}
 
     def corners(self, actions: torch.Tensor) -> torch.Tensor:
         """Actions (N, 2) in [-1, 1] (clipped) -> patch top-left corners (N, 2)."""

@@ -59,28 +59,61 @@ class StepResult:
 
 
 class EpisodeBatch:
-    """What every kind of batched episode shares: the frozen model, the clips on the device, f_G's maps
-    computed once per video (``glance_maps``, as ``model.glance`` returns them), and the N videos in play."""
+    """What every kind of batched episode shares: the frozen model, the videos in play on the device
+    (``clips``, replaced by :meth:`load` as a stream hands out new ones) and f_G's maps of those videos,
+    computed once when they are loaded (``glance_maps``, as ``model.glance`` returns them), never per step.
+
+    ``begin(video)`` starts episodes on loaded videos by position, so the in-memory face (load a set once,
+    begin on any of its videos) and the streaming face (load the next N videos, begin on all of them) are
+    the same code.
+    """
 
     num_steps: int  # episode length
 
-    def __init__(self, model: AdaFocusModel | ClipFocusModel, clips: ClipSet, config: EnvConfig,
-                 device: torch.device | str, step_gmacs: float, batch_size: int) -> None:
-        if tuple(clips.frame_size) != model.frame_shape:
-            raise ValueError(f"clips are {clips.frame_size[0]}x{clips.frame_size[1]} but the model expects "
-                             f"{model.frame_shape[0]}x{model.frame_shape[1]} frames")
+    def __init__(self, model: AdaFocusModel | ClipFocusModel, clips: ClipSet | None, config: EnvConfig,
+                 device: torch.device | str, step_gmacs: float, batch_size: int, num_frames: int | None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
-        self.clips = clips.to(self.device)
         self.config = config
         self.step_gmacs = step_gmacs
-        self.num_frames = clips.num_frames
+        self.batch_size = batch_size
         self.patch_size = model.config.patch_size
-        with torch.no_grad():  # f_G once per video, never per step
-            self.glance_maps = torch.cat([self.model.glance(self.clips.frames[i:i + batch_size])
-                                          for i in range(0, len(self.clips), batch_size)])
+        if clips is None:  # no videos yet: load one black video of the right shape, which sets the spaces
+            if num_frames is None:
+                raise ValueError("episodes built without clips need num_frames")
+            h, w = model.frame_shape
+            clips = ClipSet(torch.zeros(1, num_frames, 3, h, w, dtype=torch.uint8), torch.zeros(1, dtype=torch.long))
+        self.num_frames = clips.num_frames
+        self.load(clips)
         self.video = torch.zeros(0, dtype=torch.long, device=self.device)
         self.t = 0
+
+    # ---- videos ---------------------------------------------------------------------------------
+    def load(self, clips: ClipSet, rows: torch.Tensor | None = None) -> None:
+        """Put ``clips`` in play: all of them replacing the loaded ones, or into the loaded videos ``rows``
+        (in place, for frame policies whose rows restart one by one). f_G runs on them here."""
+        if tuple(clips.frame_size) != self.model.frame_shape:
+            raise ValueError(f"clips are {clips.frame_size[0]}x{clips.frame_size[1]} but the model expects "
+                             f"{self.model.frame_shape[0]}x{self.model.frame_shape[1]} frames")
+        if clips.num_frames != self.num_frames:
+            raise ValueError(f"clips have {clips.num_frames} frames, these episodes {self.num_frames}")
+        clips = clips.to(self.device)
+        with torch.no_grad():
+            features = self.video_features(clips)
+        if rows is None:
+            self.clips = clips
+            for name, value in features.items():
+                setattr(self, name, value)
+            return
+        rows = rows.to(self.device)
+        self.clips.assign(rows, clips)
+        for name, value in features.items():
+            getattr(self, name)[rows] = value
+
+    def video_features(self, clips: ClipSet) -> dict[str, torch.Tensor]:
+        """Per-video tensors computed once when videos are loaded: f_G's maps (``glance_maps``)."""
+        return {"glance_maps": torch.cat([self.model.glance(clips.frames[i:i + self.batch_size])
+                                          for i in range(0, len(clips), self.batch_size)])}
 
     @property
     def num_envs(self) -> int:
@@ -88,26 +121,35 @@ class EpisodeBatch:
 
     @property
     def num_videos(self) -> int:
+        """Videos loaded now."""
         return len(self.clips)
+
+    def video_ids(self) -> torch.Tensor:
+        """The dataset index of each episode's video (its loaded position when unknown)."""
+        return self.clips.video_ids()[self.video]
 
     def patch_boxes(self, corners: torch.Tensor) -> torch.Tensor:
         return patch_boxes(corners, self.patch_size)
 
 
 class FocusEpisodes(EpisodeBatch):
-    """N AdaFocus episodes over a :class:`ClipSet`, with f_G's features computed once for every video.
+    """N AdaFocus episodes over the loaded videos, with f_G's features computed once per video when it is loaded.
 
     At step t the observation is f_G's spatial map of frame t (``glance``), f_C's state (``memory``) and
     t / T (``progress``); the action places a P x P patch; f_L reads the patch at full resolution and f_C
     fuses [f_G pooled, f_L]; the reward is a confidence gain. Every episode lasts T steps.
     """
 
-    def __init__(self, model: AdaFocusModel, clips: ClipSet, config: EnvConfig = EnvConfig(),
-                 device: torch.device | str = "cpu", step_gmacs: float = 0.0, batch_size: int = 64) -> None:
-        super().__init__(model, clips, config, device, step_gmacs, batch_size)
-        self.num_steps = clips.num_frames  # one step per frame
-        self.glance_pooled = self.glance_maps.mean(dim=(-2, -1))  # glance_maps: (V, T, C, h, w)
+    def __init__(self, model: AdaFocusModel, clips: ClipSet | None = None, config: EnvConfig = EnvConfig(),
+                 device: torch.device | str = "cpu", step_gmacs: float = 0.0, batch_size: int = 64,
+                 num_frames: int | None = None) -> None:
+        super().__init__(model, clips, config, device, step_gmacs, batch_size, num_frames)
+        self.num_steps = self.num_frames  # one step per frame
         self.observation_space, self.action_space = self._spaces()
+
+    def video_features(self, clips: ClipSet) -> dict[str, torch.Tensor]:
+        features = super().video_features(clips)  # glance_maps: (V, T, C, h, w)
+        return {**features, "glance_pooled": features["glance_maps"].mean(dim=(-2, -1))}
 
     def _spaces(self) -> tuple[spaces.Dict, spaces.Space]:
         channels, h, w = self.glance_maps.shape[2:]

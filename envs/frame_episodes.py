@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from adafocus.data.clips import ClipSet
+
 from .episodes import FocusEpisodes
 from .reward import confidence
 
@@ -70,9 +72,13 @@ class FrameReader:
         self.model = episodes.model
         self.device = episodes.device
         self.num_frames = episodes.num_frames
-        self.flat_frames = episodes.clips.frames.flatten(0, 1)  # (V*T, 3, H, W), a view: patches gather from it
         self.hidden_size = self.model.classifier.hidden_size
         self.num_classes = self.model.config.num_classes
+
+    @property
+    def flat_frames(self) -> torch.Tensor:
+        """The loaded frames as (V*T, 3, H, W), a view: patches gather from it."""
+        return self.episodes.clips.frames.flatten(0, 1)
 
     @property
     def num_videos(self) -> int:
@@ -161,11 +167,24 @@ class FrameEpisodes(ABC):
 
     @property
     def num_videos(self) -> int:
+        """Videos loaded now."""
         return self.reader.num_videos
+
+    @property
+    def clips(self) -> ClipSet:
+        return self.reader.episodes.clips
 
     @property
     def num_rows(self) -> int:
         return len(self.video)
+
+    def load(self, clips: ClipSet, rows: torch.Tensor | None = None) -> None:
+        """Put videos in play (f_G runs on them once): all of them, or into loaded videos ``rows``."""
+        self.reader.episodes.load(clips, rows)
+
+    def video_ids(self) -> torch.Tensor:
+        """The dataset index of each row's video (its loaded position when unknown)."""
+        return self.clips.video_ids()[self.video]
 
     def begin(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
         """Start N episodes on videos ``video`` (N,)."""

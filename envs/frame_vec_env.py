@@ -8,7 +8,6 @@ of MultiAgent is the joint one: one video, all agents' observations stacked, a M
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -16,6 +15,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from adafocus.data.clips import ClipPool, VideoSource
 
 from .boundary import check_actions, to_host
 from .frame_episodes import FrameEpisodes, FrameStep
@@ -27,7 +28,7 @@ def _host(episodes: FrameEpisodes, result: FrameStep) -> tuple[dict[str, np.ndar
     a = episodes.agents
     host = to_host({**result.observation, "reward": result.reward,
                     "prediction": result.logits.argmax(-1).repeat_interleave(a),
-                    "gflops": result.spent.repeat_interleave(a), "video": episodes.video.repeat_interleave(a),
+                    "gflops": result.spent.repeat_interleave(a), "video": episodes.video_ids().repeat_interleave(a),
                     "decisions": episodes.decisions.repeat_interleave(a)})
     infos = [{"prediction": int(host["prediction"][i]), "gflops": float(host["gflops"][i]),
               "video": int(host["video"][i]), "decisions": int(host["decisions"][i])}
@@ -36,22 +37,20 @@ def _host(episodes: FrameEpisodes, result: FrameStep) -> tuple[dict[str, np.ndar
 
 
 class FrameVecEnv(AdaFocusVecEnv):
-    """``rows`` videos stepped together; ``rows * agents`` slots. A row whose episode ends is given a new
-    video at once (SB3's auto-reset), drawn from the generator of its first slot (seeded ``seed + slot``).
+    """``rows`` videos stepped together; ``rows * agents`` slots. A row whose episode ends takes the next
+    video of ``source`` at once (SB3's auto-reset); without a source, rows draw from the videos loaded in
+    ``episodes`` (a pool over them, in epoch order from ``seed``).
     The VecEnv plumbing (seeding, action checks, attributes) is :class:`AdaFocusVecEnv`'s."""
 
-    def __init__(self, episodes: FrameEpisodes, rows: int, seed: int = 0) -> None:
+    def __init__(self, episodes: FrameEpisodes, rows: int, seed: int = 0, source: VideoSource | None = None) -> None:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")
-        super().__init__(episodes, rows * episodes.agents, seed)  # type: ignore[arg-type]
+        super().__init__(episodes, rows * episodes.agents, seed, source)  # type: ignore[arg-type]
         self.rows = rows
 
-    def _draw(self, rows: Iterable[int]) -> torch.Tensor:
-        a = self.episodes.agents
-        return torch.tensor([int(self.rngs[r * a].integers(self.episodes.num_videos)) for r in rows])
-
     def _begin(self) -> dict[str, torch.Tensor]:
-        return self.episodes.begin(self._draw(range(self.rows)))
+        self.episodes.load(self.source.take(self.rows))
+        return self.episodes.begin(torch.arange(self.rows))
 
     def step_wait(self) -> VecEnvStepReturn:
         result = self.episodes.step(torch.as_tensor(self.actions))
@@ -62,7 +61,8 @@ class FrameVecEnv(AdaFocusVecEnv):
             for i in np.flatnonzero(dones):
                 infos[i]["terminal_observation"] = {key: value[i] for key, value in obs.items()}
                 infos[i]["TimeLimit.truncated"] = False
-            self.episodes.restart(ended, self._draw(ended.tolist()))
+            self.episodes.load(self.source.take(len(ended)), rows=ended)
+            self.episodes.restart(ended, ended)
             obs = to_host(self.episodes.observation())
         return obs, rewards, dones, infos
 
@@ -77,8 +77,10 @@ class FrameEnv(gym.Env):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
-    def __init__(self, episodes: FrameEpisodes) -> None:
+    def __init__(self, episodes: FrameEpisodes, source: VideoSource | None = None, seed: int = 0) -> None:
         self.episodes = episodes
+        # without a source: the videos loaded in the episodes, in epoch order from ``seed``
+        self.source: VideoSource = source if source is not None else ClipPool(episodes.clips, seed, episodes.device)
         a = episodes.agents
         if a == 1:
             self.observation_space, self.action_space = episodes.observation_space, episodes.action_space
@@ -96,9 +98,11 @@ class FrameEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        video = int(self.np_random.integers(self.episodes.num_videos))
-        obs = self.episodes.begin(torch.tensor([video]))
-        return self._view(to_host(obs)), {"video": video}
+        if seed is not None:
+            self.source.seed(seed)
+        self.episodes.load(self.source.take(1))
+        obs = self.episodes.begin(torch.tensor([0]))
+        return self._view(to_host(obs)), {"video": int(self.episodes.video_ids()[0])}
 
     def step(self, action):
         a = self.episodes.agents

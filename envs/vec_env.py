@@ -7,23 +7,29 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
+from adafocus.data.clips import ClipPool, VideoSource
+
 from .boundary import check_actions, host_step, to_host
-from .episodes import FocusEpisodes
+from .episodes import EpisodeBatch
 
 
 class AdaFocusVecEnv(VecEnv):
-    """N slots over one :class:`FocusEpisodes`: one f_L forward for all N patches per step.
+    """N slots over one batched episode core: one f_L forward for all N patches per step.
 
-    Slot i draws its videos and its ``vs_random`` reference patches from its own generator, seeded with
-    ``seed + i`` as ``DummyVecEnv.seed`` seeds its i-th env, so it replays N single :class:`AdaFocusEnv`
-    exactly. All episodes last T steps, so all slots end together and are auto-reset together, with
+    Videos come from ``source`` (:class:`~adafocus.data.clips.VideoSource`): at every reset the N slots
+    take the source's next N videos, slot i the i-th, and f_G runs on them once. Without a source the slots
+    draw from the videos loaded in ``episodes`` (a :class:`~adafocus.data.stream.ClipPool` over them).
+    Slot i draws its ``vs_random`` reference patches from its own generator, seeded with ``seed + i`` as
+    ``DummyVecEnv.seed`` seeds its i-th env, so it replays N single :class:`AdaFocusEnv` given the same
+    videos exactly. All episodes last T steps, so all slots end together and are auto-reset together, with
     ``terminal_observation`` and ``TimeLimit.truncated`` (False: the video ended) in their infos.
     """
 
-    def __init__(self, episodes: FocusEpisodes, num_envs: int, seed: int = 0) -> None:
+    def __init__(self, episodes: EpisodeBatch, num_envs: int, seed: int = 0, source: VideoSource | None = None) -> None:
         self.render_mode = None  # read by VecEnv.__init__ through get_attr
         super().__init__(num_envs, episodes.observation_space, episodes.action_space)
         self.episodes = episodes
+        self.source: VideoSource = source if source is not None else ClipPool(episodes.clips, seed, episodes.device)
         self.rngs = [np.random.default_rng(seed + i) for i in range(num_envs)]
         self.actions: np.ndarray | None = None
 
@@ -32,6 +38,8 @@ class AdaFocusVecEnv(VecEnv):
         for i, seed in enumerate(self._seeds):
             if seed is not None:
                 self.rngs[i] = np.random.default_rng(seed)
+        if self._seeds and self._seeds[0] is not None:
+            self.source.seed(self._seeds[0])
         self._reset_seeds()
         self._reset_options()
         return to_host(self._begin())
@@ -51,11 +59,21 @@ class AdaFocusVecEnv(VecEnv):
         return obs, rewards, dones, infos
 
     def _begin(self) -> dict[str, torch.Tensor]:
-        """New videos and reference patches for every slot, each from its own generator."""
+        """The source's next N videos, and new reference patches for every slot from its own generator."""
+        self.episodes.load(self.source.take(self.num_envs))
         frames = self.episodes.num_steps
-        video = [int(rng.integers(self.episodes.num_videos)) for rng in self.rngs]
         reference = np.stack([rng.random((frames, 2)) for rng in self.rngs]).astype(np.float32)
-        return self.episodes.begin(torch.tensor(video), torch.from_numpy(reference))
+        return self.episodes.begin(torch.arange(self.num_envs), torch.from_numpy(reference))
+
+    def rng_state(self) -> list[dict[str, Any]]:
+        """The slots' generator states (JSON-ready), for a checkpoint."""
+        return [rng.bit_generator.state for rng in self.rngs]
+
+    def set_rng_state(self, states: list[dict[str, Any]]) -> None:
+        if len(states) != self.num_envs:
+            raise ValueError(f"{len(states)} saved generator states for {self.num_envs} slots")
+        for rng, state in zip(self.rngs, states):
+            rng.bit_generator.state = state
 
     def close(self) -> None:
         pass

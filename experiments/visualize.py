@@ -18,9 +18,10 @@ def main() -> None:
     parser.add_argument("--out", help="output folder (default: <run>/pictures)")
     args = parser.parse_args()
     run = open_run(Path(args.run))
-    evaluation = evaluate_run(run.config, run.checkpoint, run.policy, full_frame=run.warmup)
+    evaluation = evaluate_run(run.config, run.checkpoint, run.policy, full_frame=run.warmup, tsm_plus=run.tsm_plus,
+                              videos=args.videos)
     written = write_report(evaluation, Path(args.out) if args.out else Path(args.run) / "pictures", run.config,
-                           videos=args.videos, run=Path(args.run))
+                           run=Path(args.run))
     for kind, paths in written.items():
         print(f"{kind}: " + ", ".join(str(p) for p in paths))
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from adafocus.backbones import AdaFocusModel, EncoderSpec, ModelConfig
-from adafocus.data.clips import ClipSet
+from adafocus.data.clips import ClipPool, ClipSet
 
 TINY_CLASSES = 5
 TINY_FRAMES = 4
@@ -34,6 +34,29 @@ def random_clips(videos: int = 6, frames: int = TINY_FRAMES, size: int = TINY_FR
     corners = torch.randint(0, size - target + 1, (videos, frames, 2), generator=generator).float()
     boxes = torch.cat([corners, corners + target], dim=-1)
     return ClipSet(pixels, labels, boxes)
+
+
+class ListSource:
+    """A video source that hands out a fixed list of one-video clip sets, in order (seeding starts over)."""
+
+    def __init__(self, clips: list[ClipSet]) -> None:
+        self.clips, self.position = clips, 0
+
+    def take(self, count: int) -> ClipSet:
+        assert count == 1
+        self.position += 1
+        return self.clips[self.position - 1]
+
+    def seed(self, seed: int) -> None:
+        self.position = 0
+
+
+def slot_sources(clips: ClipSet, slots: int, seed: int, resets: int = 4) -> list[ListSource]:
+    """What slot i of a VecEnv over ``clips`` (seed ``seed``) is handed at each reset, as single-env sources:
+    video i of every batch of ``slots`` that a pool over the clips hands out."""
+    pool = ClipPool(clips, seed)
+    batches = [pool.take(slots) for _ in range(resets)]
+    return [ListSource([b.subset(slice(i, i + 1)) for b in batches]) for i in range(slots)]
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from adafocus.envs import AdaFocusEnv, AdaFocusVecEnv, ClipEpisodes, EnvConfig, 
 from adafocus.pipeline import build_model, evaluate_run, main_job, run_supervised
 from adafocus.runs import DataPaths, video_dataset
 
-from conftest import random_clips
+from conftest import random_clips, slot_sources
 from test_tsm import tiny_clip_config
 
 
@@ -89,7 +89,8 @@ def test_bad_settings_fail_clearly(clip_model, tiny_clips):
 def test_batched_env_replays_single_envs(clip_model):
     clips = random_clips(videos=6)
     vec = AdaFocusVecEnv(episodes(clip_model, clips), 3, seed=5)
-    singles = DummyVecEnv([lambda: AdaFocusEnv(episodes(clip_model, clips)) for _ in range(3)])
+    singles = DummyVecEnv([lambda s=s: AdaFocusEnv(episodes(clip_model, clips), source=s)
+                           for s in slot_sources(clips, 3, seed=5)])
     singles.seed(5)
     a, b = vec.reset(), singles.reset()
     assert np.allclose(a["glance"], b["glance"])

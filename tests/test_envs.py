@@ -16,6 +16,8 @@ from adafocus.config import preset
 from adafocus.data.clips import ClipSet
 from adafocus.envs import REWARDS, AdaFocusEnv, AdaFocusVecEnv, EnvConfig, FocusEpisodes
 
+from conftest import slot_sources
+
 
 ACTIONS = ("grid", "continuous")
 
@@ -43,12 +45,12 @@ def test_gymnasium_and_sb3_env_checkers_pass(tiny_model, tiny_clips, action):
 def test_gymnasium_make_default_env():
     """The embedded default: synthetic benchmark (from the user cache, generated on first use), CPU preset."""
     env = gymnasium.make("adafocus.envs:AdaFocus-v0", split="val")
-    episodes = env.unwrapped.episodes
+    episodes, source = env.unwrapped.episodes, env.unwrapped.source
     frames, default = episodes.num_frames, preset("synthetic")
-    assert frames == default.data.frames and episodes.num_videos == default.data.synthetic.val_videos
+    assert frames == default.data.frames and source.order.size == default.data.synthetic.val_videos
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs)
-    assert 0 <= info["video"] < episodes.num_videos
+    assert 0 <= info["video"] < default.data.synthetic.val_videos
     terminated = [env.step(env.action_space.sample())[2] for _ in range(frames)]
     assert terminated == [False] * (frames - 1) + [True]
     env.close()
@@ -86,7 +88,9 @@ def test_vec_env_equals_dummy_vec_env(tiny_model, tiny_clips, reward, action):
     n, seed = 3, 11
     config = EnvConfig(action=action, reward=reward)
     vec = AdaFocusVecEnv(FocusEpisodes(tiny_model, tiny_clips, config), n, seed=seed)
-    dummy = DummyVecEnv([lambda: AdaFocusEnv(FocusEpisodes(tiny_model, tiny_clips, config))] * n)
+    # single env i is handed the videos slot i takes: video i of each batch of n the source hands out
+    dummy = DummyVecEnv([lambda s=s: AdaFocusEnv(FocusEpisodes(tiny_model, tiny_clips, config), source=s)
+                         for s in slot_sources(tiny_clips, n, seed)])
     dummy.seed(seed)
     obs_vec, obs_dummy = vec.reset(), dummy.reset()
     assert set(obs_vec) == set(obs_dummy) == set(vec.observation_space.spaces)
@@ -126,14 +130,26 @@ def test_vec_env_equals_dummy_vec_env(tiny_model, tiny_clips, reward, action):
     assert len(videos) > 1  # slots / episodes draw different videos
 
 
+def test_vec_env_slots_take_the_sources_videos_in_epoch_order(tiny_model, tiny_clips):
+    """One pass over the videos per epoch: with 6 videos and 3 slots, two resets show every video once."""
+    vec = AdaFocusVecEnv(FocusEpisodes(tiny_model, tiny_clips, EnvConfig(reward="conf")), 3, seed=2)
+    vec.reset()
+    seen = []
+    for _ in range(2):
+        for step in range(tiny_clips.num_frames):
+            _, _, dones, infos = vec.step(np.zeros(3, dtype=np.int64))
+        seen += [info["video"] for info in infos]
+    assert sorted(seen) == list(range(len(tiny_clips)))
+
+
 def test_vec_env_reset_is_reproducible_and_seed_resets_generators(tiny_model, tiny_clips):
     episodes = FocusEpisodes(tiny_model, tiny_clips, EnvConfig())
     vec = AdaFocusVecEnv(episodes, 4, seed=3)
     first = vec.reset()
-    videos = episodes.video.clone()
+    videos = episodes.video_ids().clone()
     vec.seed(3)
     again = vec.reset()
-    torch.testing.assert_close(episodes.video, videos)
+    torch.testing.assert_close(episodes.video_ids(), videos)
     for key in first:
         np.testing.assert_array_equal(first[key], again[key])
 
@@ -151,21 +167,23 @@ def counting(monkeypatch, module, name):
     return calls
 
 
-def test_glance_computed_once_per_video(tiny_model, tiny_clips, monkeypatch):
+def test_glance_computed_once_per_video_and_episode(tiny_model, tiny_clips, monkeypatch):
     glance_calls = counting(monkeypatch, tiny_model.global_encoder, "forward_map")
+    frames = tiny_clips.num_frames
     episodes = FocusEpisodes(tiny_model, tiny_clips, EnvConfig(), batch_size=4)
-    assert len(glance_calls) == 2  # 6 videos in chunks of 4: the counter sees construction
-    assert sum(glance_calls) == len(tiny_clips) * tiny_clips.num_frames
+    assert glance_calls == [4 * frames, 2 * frames]  # 6 videos in chunks of 4, all frames at once
     glance_calls.clear()
     vec = AdaFocusVecEnv(episodes, 3, seed=0)
     vec.reset()
     rng = np.random.default_rng(0)
-    for _ in range(3 * tiny_clips.num_frames):
+    for _ in range(3 * frames):  # three episodes, so three auto-resets
         vec.step(random_actions(rng, "grid", 3))
+    assert glance_calls == [3 * frames] * 4  # one f_G pass when each batch of videos is loaded, none per step
+    glance_calls.clear()
     env = AdaFocusEnv(episodes)
     env.reset(seed=0)
     env.step(3)
-    assert glance_calls == []
+    assert glance_calls == [frames]
 
 
 @pytest.mark.parametrize("reward", REWARDS)

@@ -31,8 +31,8 @@ def test_budget_curve_is_sorted_and_its_ends_match_first_and_full_processing():
     full = next(p for p in curve if p["threshold"] == 1.0)
     first = next(p for p in curve if p["threshold"] == 0.0)
     assert full["gflops_per_video"] == 12.0 and first["gflops_per_video"] == 2.0
-    assert full["top1"] == float((logits[:, -1].argmax(-1) == labels).float().mean())
-    assert first["top1"] == float((logits[:, 0].argmax(-1) == labels).float().mean())
+    assert full["top1"] == int((logits[:, -1].argmax(-1) == labels).sum()) / 20
+    assert first["top1"] == int((logits[:, 0].argmax(-1) == labels).sum()) / 20
 
 
 def test_focus_hits_on_hand_made_boxes():

@@ -62,12 +62,12 @@ class TellingReader(FrameReader):
         return logits, torch.zeros(len(video), self.hidden_size, device=self.device)
 
 
-@pytest.fixture(scope="module")
-def reader(tiny_model, tiny_clips):
+@pytest.fixture
+def reader(tiny_model, tiny_clips):  # per test: envs load the videos they draw into it
     return make_reader(tiny_model, tiny_clips)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def telling(tiny_model, tiny_clips):
     episodes = FocusEpisodes(tiny_model, tiny_clips, EnvConfig(reward="conf", observe_memory=False))
     center = CenterAgent(episodes.action_space)

@@ -118,3 +118,77 @@ def test_variant_configs_are_checked():
         SyntheticConfig(readable_frames=3)
     with pytest.raises(ValueError, match="unreadable"):
         SyntheticConfig(readable_frames=4, unreadable="hidden")
+
+
+TINY = SyntheticConfig(num_classes=4, train_videos=4, val_videos=2, video_frames=4, frame_size=32, tile_size=8,
+                       distractors=1)
+
+
+def _assert_complete(dataset) -> None:
+    for list_file, count in ((dataset.train_list, TINY.train_videos), (dataset.val_list, TINY.val_videos)):
+        lines = list_file.read_text().splitlines()
+        assert len(lines) == count
+        assert all((dataset.root / line.split()[0]).is_file() for line in lines)
+
+
+def test_an_interrupted_generation_leaves_no_list_and_the_next_one_completes(tmp_path, monkeypatch):
+    from adafocus.data import synthetic
+
+    original, calls = synthetic.write_mp4, {"n": 0}
+
+    def dying_write(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == TINY.train_videos + 1:  # the train list is done, the first val video is not
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "write_mp4", dying_write)
+    root = tmp_path / "bench"
+    with pytest.raises(KeyboardInterrupt):
+        generate(TINY, root=root, progress=False)
+    assert not (root / "train.txt").exists() and not (root / "val.txt").exists()
+    assert list(tmp_path.iterdir()) == []  # the staging folder went with it
+    monkeypatch.setattr(synthetic, "write_mp4", original)
+    _assert_complete(generate(TINY, root=root, progress=False))
+
+
+def test_leftovers_of_a_killed_generation_are_replaced(tmp_path):
+    import subprocess
+    import sys
+
+    from adafocus.data import synthetic
+
+    root = tmp_path / "bench"
+    # an older version's in-place generation, killed after its train list: stale files, no val list
+    (root / "videos").mkdir(parents=True)
+    (root / "videos" / "train_00000.mp4").write_bytes(b"truncated")
+    (root / "config.json").write_text("{}")
+    (root / "train.txt").write_text("videos/train_00000.mp4 0\n")
+    # a staging folder of this version whose process died (a reaped child's pid is free)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{synthetic._staging_prefix(root)}{dead.pid}.abc.tmp"
+    stale.mkdir()
+    dataset = generate(TINY, root=root, progress=False)
+    _assert_complete(dataset)
+    assert (root / "videos" / "train_00000.mp4").read_bytes() != b"truncated"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]  # the dead staging folder is gone
+
+
+def _generate_in_child(root: str, start) -> list[str]:
+    start.wait()  # both processes generate at the same time
+    dataset = generate(TINY, root=root, progress=False)
+    return [dataset.train_list.read_text(), dataset.val_list.read_text()]
+
+
+def test_concurrent_generations_of_one_root_both_succeed(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # generate needs numpy and PyAV only: forking is safe
+    root = tmp_path / "bench"
+    with context.Manager() as manager, context.Pool(2) as pool:
+        start = manager.Barrier(2)
+        results = pool.starmap(_generate_in_child, [(str(root), start)] * 2, chunksize=1)
+    assert results[0] == results[1]
+    _assert_complete(generate(TINY, root=root, progress=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]  # the loser's copy was discarded

@@ -121,6 +121,78 @@ def test_resume_after_a_kill_mid_epoch_ends_like_an_uninterrupted_run(tiny_confi
         torch.testing.assert_close(wa[name], wb[name], msg=name)
 
 
+_STAGE1_SCRIPT = """
+import json, sys
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)  # as the in-process runs (conftest): the same arithmetic, the same weights
+from adafocus.config import RunConfig, from_dict
+from adafocus.pipeline import run_supervised
+
+config = from_dict(RunConfig, json.loads(Path(sys.argv[1]).read_text()))
+run_supervised(config, "stage1", Path(sys.argv[2]), progress=False)
+"""
+
+
+def test_resume_after_a_sigkill_ends_like_an_uninterrupted_run(tiny_config, tmp_path):
+    import signal
+    import time
+
+    config = replace(tiny_config, stage1=replace(tiny_config.stage1, epochs=3))
+    whole = run_supervised(config, "stage1", tmp_path / "whole", progress=False)  # also generates the data
+    config_file, script = tmp_path / "config.json", tmp_path / "stage1.py"
+    config_file.write_text(json.dumps(to_dict(config)))
+    script.write_text(_STAGE1_SCRIPT)
+    ckpt = tmp_path / "cut" / "stage1" / "checkpoint.pt"
+    process = subprocess.Popen([sys.executable, str(script), str(config_file), str(tmp_path / "cut")],
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ckpt.is_file():  # checkpoints are renamed into place: one that exists is whole
+            assert process.poll() is None, f"stage I died before its first checkpoint:\n{process.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGKILL)  # no cleanup, no atexit: as the OOM killer or a lost node
+    finally:
+        process.kill()
+        process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    assert checkpoint.load(ckpt)["epoch"] == 0  # killed during the second of 3 epochs
+    resumed = run_supervised(config, "stage1", tmp_path / "cut", progress=False)
+    a, b = checkpoint.load(whole), checkpoint.load(resumed)
+    assert a["epoch"] == b["epoch"] == 2
+    for key in ("epoch", "train_loss", "top1", "mAP", "lr", "skipped"):
+        assert a["metrics"][key] == b["metrics"][key], key
+    assert a["model"].keys() == b["model"].keys()
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+
+
+def test_a_training_set_smaller_than_one_batch_is_refused(tiny_config, tmp_path):
+    small = replace(tiny_config, stage1=replace(tiny_config.stage1, batch_size=64))  # 16 videos
+    with pytest.raises(ValueError, match=r"train\.txt has 16 videos(.|\n)*64 over world size 1(.|\n)*"
+                                         r"--stage1\.batch_size to at most 16"):
+        run_supervised(small, "stage1", tmp_path, progress=False)
+    assert not (tmp_path / "stage1" / "checkpoint.pt").exists()
+
+
+def test_the_batch_check_counts_per_process_batches_and_names_an_unlisted_set():
+    from torch.utils.data import TensorDataset
+
+    from adafocus.training import _check_batch_fits
+
+    videos = TensorDataset(torch.zeros(10, 1))
+    _check_batch_fits(videos, 10, 1, "--stage1.batch_size")  # exactly one batch: fine
+    _check_batch_fits(videos, 10, 2, "--stage1.batch_size")  # 5 per process, batches of 5
+    with pytest.raises(ValueError, match=r"the training set has 10 videos, fewer than one batch of 6 per process "
+                                         r"\(--stage3\.batch_size 12 over world size 2\)(.|\n)*at most 10"):
+        _check_batch_fits(videos, 12, 2, "--stage3.batch_size")
+    with pytest.raises(ValueError, match="fewer processes"):
+        _check_batch_fits(TensorDataset(torch.zeros(1, 1)), 2, 2, "--stage1.batch_size")
+
+
 def test_mismatched_corrupt_and_missing_checkpoints_fail_clearly(tiny_config, tmp_path):
     stage1 = run_supervised(replace(tiny_config, stage1=replace(tiny_config.stage1, epochs=1)), "stage1",
                             tmp_path, progress=False)
