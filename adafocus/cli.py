@@ -6,6 +6,7 @@ e.g. ``--stage1.epochs 5`` or ``--model.patch_size 96``; the common ones also ha
 from __future__ import annotations
 
 import argparse
+import sys
 import typing
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
@@ -107,6 +108,7 @@ def stage_main(stage: str, description: str, argv: list[str] | None = None) -> P
     import json
 
     from .pipeline import run_supervised
+    from .provenance import StageMismatch
     from .training import setup_environment
 
     def extra(parser: argparse.ArgumentParser) -> None:
@@ -128,12 +130,36 @@ def stage_main(stage: str, description: str, argv: list[str] | None = None) -> P
     if stage == "stage3":
         policy = Path(args.policy) if args.policy else out / "policy" / "policy.zip"
     env = setup_environment(config.device)
-    path = run_supervised(config, stage, out, init=init, policy=policy, resume=not args.no_resume,
-                          progress=not args.no_progress, env=env)
+    try:
+        path = run_supervised(config, stage, out, init=init, policy=policy, resume=not args.no_resume,
+                              progress=not args.no_progress, env=env)
+    except StageMismatch as error:  # a clear message and exit status 2, as for a bad option
+        print(error, file=sys.stderr)
+        raise SystemExit(2) from None
     if env.is_main:
         metrics = json.loads((path.parent / "metrics.json").read_text())
         print(json.dumps({"stage": stage, "checkpoint": str(path), **metrics}))
     return path
+
+
+def remove_run_folder(out: Path) -> None:
+    """``--fresh``: delete a run folder, which must be one this project wrote (it holds a ``config.json`` with
+    a ``preset``); anything else, the working directory included, is refused."""
+    import json
+    import shutil
+
+    out = Path(out)
+    if not out.exists():
+        return
+    marker = out / "config.json"
+    try:
+        ours = "preset" in json.loads(marker.read_text())
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours or out.resolve() == Path.cwd().resolve() or out.resolve() == Path.home().resolve():
+        raise SystemExit(f"--fresh: {out} is not a run folder written by this project (no config.json of a run in it); "
+                         "nothing was deleted")
+    shutil.rmtree(out)
 
 
 def print_results(results: dict[str, Any], written: dict[str, list[Path]], title: str) -> None:
