@@ -442,7 +442,7 @@ def stage_records(config: RunConfig, run: Path, paths: DataPaths) -> dict[str, d
     """The record each stage of ``config`` would have if trained from ``run``'s upstream files."""
     run, lists = Path(run), stage_lists(config, paths)
     warm, stage1, policy = run / "warmup" / "checkpoint.pt", run / "stage1" / "checkpoint.pt", run / "policy" / "policy.zip"
-    inputs = {"warmup": {}, "stage1": {"init": warm}, "tsm_plus": {"init": warm}, "policy": {"init": stage1},
+    inputs = {"warmup": {"init": None}, "stage1": {"init": warm}, "tsm_plus": {"init": warm}, "policy": {"init": stage1},
               "stage3": {"init": stage1, **_policy_inputs(policy)}}
     return {stage: provenance.stage_record(config, stage, lists, files) for stage, files in inputs.items()}
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dataclasses import replace
+
 from adafocus.backbones import AdaFocusModel, EncoderSpec, ModelConfig
+from adafocus.config import DataConfig, PolicyConfig, RunConfig, StageConfig
+from adafocus.data.synthetic import SyntheticConfig
 from adafocus.data.clips import ClipPool, ClipSet
 
 TINY_CLASSES = 5
@@ -80,3 +84,18 @@ def tiny_model() -> AdaFocusModel:
 def tiny_clips() -> ClipSet:
     """6 random videos of T = 4 frames at 64x64, with 16x16 target boxes and labels in [0, 5)."""
     return random_clips()
+
+
+def tiny_run_config() -> RunConfig:
+    """A whole run at toy sizes: 16 + 8 synthetic videos of 8 frames at 64x64, 4 classes, 2 epochs a stage."""
+    syn = SyntheticConfig(num_classes=4, train_videos=16, val_videos=8, video_frames=8, frame_size=64,
+                          tile_size=16, distractors=1)
+    model = ModelConfig(global_encoder=EncoderSpec("mobilenet_v3_small", None, blocks=4),
+                        local_encoder=EncoderSpec("resnet18", None), num_classes=4, frame_size=64,
+                        global_size=32, patch_size=24, hidden_size=16, dropout=0.1)
+    stage = StageConfig(epochs=2, lr_global=0.01, lr_local=0.01, lr_classifier=0.05, batch_size=8)
+    return RunConfig(preset="synthetic", model=model,
+                     data=DataConfig(frames=4, augment=False, flip=False, workers=0, cache_videos=True, synthetic=syn),
+                     warmup=replace(stage, frames=2), stage1=stage, stage3=replace(stage, lr_local=0.0),
+                     policy=PolicyConfig(n_envs=4, videos_per_update=4, features_dim=16, total_timesteps=64),
+                     device="cpu")

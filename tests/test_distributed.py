@@ -53,7 +53,7 @@ def _data_paths_worker(rank: int, store: str, cache: str, out: str) -> None:
 
     import adafocus.data.synthetic as synthetic
     from adafocus.runs import data_paths
-    from test_training import _tiny_config
+    from conftest import tiny_run_config
 
     written = []
     original = synthetic.write_mp4
@@ -65,7 +65,7 @@ def _data_paths_worker(rank: int, store: str, cache: str, out: str) -> None:
     synthetic.write_mp4 = counting_write
     _init(rank, store)
     try:
-        config = _tiny_config()
+        config = tiny_run_config()
         # fewer videos than the training tests' benchmark: only the orchestration is under test here
         config = replace(config, data=replace(config.data, synthetic=replace(config.data.synthetic, train_videos=6,
                                                                               val_videos=4)))

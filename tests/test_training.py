@@ -18,6 +18,8 @@ from adafocus.config import DataConfig, PolicyConfig, RunConfig, StageConfig, fr
 from adafocus.data.synthetic import SyntheticConfig
 from adafocus.pipeline import build_model, evaluate_run, run_policy, run_supervised
 
+from conftest import tiny_run_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,21 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_config(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:  # the synthetic data of these tests go to a tmp cache
         patch.setenv("ADAFOCUS_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield _tiny_config()
-
-
-def _tiny_config() -> RunConfig:
-    syn = SyntheticConfig(num_classes=4, train_videos=16, val_videos=8, video_frames=8, frame_size=64,
-                          tile_size=16, distractors=1)
-    model = ModelConfig(global_encoder=EncoderSpec("mobilenet_v3_small", None, blocks=4),
-                        local_encoder=EncoderSpec("resnet18", None), num_classes=4, frame_size=64,
-                        global_size=32, patch_size=24, hidden_size=16, dropout=0.1)
-    stage = StageConfig(epochs=2, lr_global=0.01, lr_local=0.01, lr_classifier=0.05, batch_size=8)
-    return RunConfig(preset="synthetic", model=model,
-                     data=DataConfig(frames=4, augment=False, flip=False, workers=0, cache_videos=True, synthetic=syn),
-                     warmup=replace(stage, frames=2), stage1=stage, stage3=replace(stage, lr_local=0.0),
-                     policy=PolicyConfig(n_envs=4, videos_per_update=4, features_dim=16, total_timesteps=64),
-                     device="cpu")
+        yield tiny_run_config()
 
 
 def _metrics(path: Path) -> dict:
