@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .clips import ClipSet, OrderedSource
+from .clips import ClipSet, EpochOrder, OrderedSource
 from .video import VideoDataError, VideoDataset, collate_videos
 
 

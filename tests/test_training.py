@@ -13,9 +13,7 @@ import pytest
 import torch
 
 from adafocus import checkpoint
-from adafocus.backbones import EncoderSpec, ModelConfig
-from adafocus.config import DataConfig, PolicyConfig, RunConfig, StageConfig, from_dict, to_dict
-from adafocus.data.synthetic import SyntheticConfig
+from adafocus.config import RunConfig, from_dict, to_dict
 from adafocus.pipeline import build_model, evaluate_run, run_policy, run_supervised
 
 from conftest import tiny_run_config
