@@ -230,7 +230,10 @@ def _write_json_atomic(path: Path, value: Any) -> None:
 
 
 def _relative(folder: Path, path: Path) -> str:
-    path = Path(path) if Path(path).is_absolute() else folder / path
+    """``path`` (absolute, relative to the working directory, or relative to ``folder``) as a name in ``folder``."""
+    path = Path(path)
+    if not path.is_absolute() and not path.exists():
+        path = folder / path
     try:
         return path.resolve().relative_to(folder.resolve()).as_posix()
     except ValueError:

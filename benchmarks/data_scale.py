@@ -2,7 +2,9 @@
 
 For each scale s (``train_videos`` = s x the preset's, 512 by default; ``val_videos`` kept) and each mode
 (``stream``: ``--data.stream true``, videos decoded by DataLoader workers as the env slots need them, no
-decoded-video cache; ``memory``: ``--data.stream false``, the split decoded once into a ClipPool), one
+decoded-video cache; ``memory``: ``--data.stream false``, the split decoded once into a ClipPool;
+``cached``: streamed through ``--data.cache_videos true``, each video decoded once and kept, workers 0, the
+small-set option that keeps training-mode sampling), one
 subprocess runs stage II (``run_policy``: ``--steps`` PPO timesteps with the preset's other PPO settings)
 and then the evaluation (``evaluate_run``, every policy and baseline on the validation split) over
 random-weight backbones (``build_model(config, None)`` saved as the stage I checkpoint they start from).
@@ -43,7 +45,7 @@ from pathlib import Path
 
 TARGET_RSS = 1.2  # streaming: peak RSS at 16x <= 1.2 x at 1x
 TARGET_STEPS = 0.8  # at 1x: streaming steps/s >= 0.8 x in-memory steps/s
-MODES = ("stream", "memory")
+MODES = ("stream", "memory", "cached")
 PRESETS = ("synthetic", "synthetic_temporal", "synthetic_tsm")  # the presets whose data is the generator's
 
 
@@ -71,13 +73,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_config(preset_name: str, scale: int, mode: str, steps: int, workers: int, device: str):
-    """The preset with ``scale`` x its training videos, streamed (no decoded-video cache) or in memory."""
+    """The preset with ``scale`` x its training videos: streamed (no decoded-video cache), in memory, or streamed
+    through the decoded-video cache (``cached``: each video decoded once, training sampling kept, workers 0)."""
     from adafocus.config import preset
 
     config = preset(preset_name)
     syn = config.data.synthetic
     data = replace(config.data, synthetic=replace(syn, train_videos=syn.train_videos * scale),
-                   stream=mode == "stream", cache_videos=False, workers=workers)
+                   stream=mode != "memory", cache_videos=mode == "cached",
+                   workers=0 if mode == "cached" else workers)
     return replace(config, data=data, policy=replace(config.policy, total_timesteps=steps), device=device)
 
 
@@ -307,6 +311,7 @@ def main() -> None:
         "rss_16x_over_1x_memory": ratio(get(16, "memory", "rss_peak_mib"), get(1, "memory", "rss_peak_mib")),
         f"rss_{hi}x_over_{lo}x_stream": ratio(get(hi, "stream", "rss_peak_mib"), get(lo, "stream", "rss_peak_mib")),
         f"stream_over_memory_steps_{lo}x": ratio(get(lo, "stream", "steps_per_s"), get(lo, "memory", "steps_per_s")),
+        "cached_over_memory_steps": ratio(get(1, "cached", "steps_per_s"), get(1, "memory", "steps_per_s")),
     }
     for (scale, mode), r in runs.items():
         for key in ("rss_peak_mib", "rss_stage2_mib", "rss_base_mib", "rss_children_max_mib", "steps_per_s",

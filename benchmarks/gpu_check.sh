@@ -48,15 +48,17 @@ EVAL_BATCH=${EVAL_BATCH:-64}
 WORKERS=${WORKERS:-4}
 INFER_ARGS=${INFER_ARGS:-}
 ENV_ARGS=${ENV_ARGS:---repeats 3}
-# seconds per part; together (+ setup) well inside a 10-minute command, typical total under 5 minutes
-T_SETUP=${T_SETUP:-120} T_DATA=${T_DATA:-90} T_STAGE2=${T_STAGE2:-150} T_EVAL=${T_EVAL:-90}
-T_INFER=${T_INFER:-90} T_ENV=${T_ENV:-90} T_ENV_PAPER=${T_ENV_PAPER:-120}
+# seconds per part: 540 together at most, inside a 10-minute device command (run it with timeout_s 600 and
+# carry [".whl"]); the parts' typical total is under 5 minutes
+T_SETUP=${T_SETUP:-90} T_DATA=${T_DATA:-60} T_STAGE2=${T_STAGE2:-120} T_EVAL=${T_EVAL:-60}
+T_INFER=${T_INFER:-60} T_ENV=${T_ENV:-60} T_ENV_PAPER=${T_ENV_PAPER:-90}
 
 WORK=${WORK:-$(mktemp -d /tmp/adafocus_gpu_check.XXXXXX)}
 export ADAFOCUS_CACHE=${ADAFOCUS_CACHE:-$WORK/cache}  # the generated videos
 if [[ -n "${OUT:-}" ]]; then
   mkdir -p "$OUT"
   exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+  TEE_PID=$!
 fi
 
 began=$(date +%s)
@@ -115,10 +117,11 @@ PY
 
 echo "AdaFocus GPU check: $(date -u +%FT%TZ), device $DEVICE, preset $PRESET, work folder $WORK"
 echo "--- nvidia-smi ---"
-nvidia-smi || echo "(nvidia-smi not available)"
-part "setup" "$T_SETUP" bash -c "$(declare -f setup); PYTHON=$PYTHON; setup"
+if command -v nvidia-smi >/dev/null; then nvidia-smi; else echo "(no nvidia-smi on this machine)"; fi
+part "setup" "$T_SETUP" bash -c "set -euo pipefail; $(declare -f setup); PYTHON='$PYTHON'; setup"
 if [[ " ${failed[*]} " == *" setup "* ]]; then
-  echo "setup failed: adafocus cannot be imported, nothing else can run"
+  echo "setup failed: adafocus or one of its dependencies cannot be imported (bring the missing ones as wheels"
+  echo "in .whl/, see the top of this script); nothing else can run"
   exit 1
 fi
 
@@ -143,6 +146,11 @@ part "6 env_throughput.py --preset $PRESET" "$T_ENV_PAPER" \
 
 echo
 echo "--- nvidia-smi (end) ---"
-nvidia-smi || echo "(nvidia-smi not available)"
+if command -v nvidia-smi >/dev/null; then nvidia-smi; else echo "(no nvidia-smi on this machine)"; fi
 echo "total $(( $(date +%s) - began )) s; ${#failed[@]} part(s) failed${failed[*]:+: ${failed[*]}}"
-(( ${#failed[@]} == 0 ))
+status=$(( ${#failed[@]} > 0 ))
+if [[ -n "${TEE_PID:-}" ]]; then  # let tee write the log's last lines before the command returns
+  exec >&- 2>&-
+  wait "$TEE_PID" 2>/dev/null || true
+fi
+exit "$status"

@@ -136,16 +136,34 @@ def main() -> None:
             timing["learn_s"], timing["timesteps"] = time.perf_counter() - start, int(algo.num_timesteps)
             return result
         algorithm.learn = timed_learn
+        episode_source = pipeline.episode_source
+        timing["take_s"] = 0.0
+
+        def timed_source(*a, **k):  # time the main process spends getting decoded videos (waiting on workers)
+            source = episode_source(*a, **k)
+            take = source.take
+
+            def timed_take(count):
+                start = time.perf_counter()
+                clips = take(count)
+                sync(device)
+                timing["take_s"] += time.perf_counter() - start
+                return clips
+            source.take = timed_take
+            return source
+        pipeline.episode_source = timed_source
         policy = pipeline.run_policy(config, out, init, resume=False, progress=False)
         wall = time.perf_counter() - began
         n, steps = config.policy.n_envs, timing["timesteps"]
         summary.update(policy=str(policy), n_envs=n, timesteps=steps, vector_steps=steps // n,
                        learn_s=timing["learn_s"], steps_per_s=steps / timing["learn_s"],
                        vector_steps_per_s=steps / n / timing["learn_s"], wall_s=wall,
-                       cuda_peak_mib=cuda_peak_mib(device), workers=config.data.workers)
+                       cuda_peak_mib=cuda_peak_mib(device), workers=config.data.workers,
+                       take_s=timing["take_s"], take_share=timing["take_s"] / timing["learn_s"])
         print(f"stage II: {steps} timesteps ({steps // n} steps of N = {n}) in {timing['learn_s']:.1f} s of learn: "
               f"{summary['steps_per_s']:.1f} env steps/s ({summary['vector_steps_per_s']:.2f} vector steps/s); "
-              f"wall {wall:.1f} s; streamed with {config.data.workers} workers")
+              f"wall {wall:.1f} s; streamed with {config.data.workers} workers, {timing['take_s']:.1f} s of learn "
+              f"spent getting videos ({100 * summary['take_share']:.0f}%: more workers if high, WORKERS=...)")
 
     else:
         policy = out / "policy" / "policy.zip"

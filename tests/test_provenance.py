@@ -260,3 +260,15 @@ def test_adopt_stages_includes_tsm_plus_when_recorded(tmp_path, lists):
     train_run(config, source, lists, stages=("warmup", "stage1", "tsm_plus", "policy"))
     records = {s: record(config, s, source, lists) for s in provenance.PIPELINE_ORDER}
     assert adopt_stages(source, tmp_path / "new", config, records) == ["warmup", "stage1", "tsm_plus", "policy"]
+
+
+def test_outputs_named_relative_to_the_working_directory(tmp_path, lists, monkeypatch):
+    """A run folder given as a relative --out: outputs are named as the pipeline names them, from the cwd."""
+    monkeypatch.chdir(tmp_path)
+    config, folder = preset("synthetic"), Path("runs") / "synthetic" / "warmup"
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_text("weights")
+    entry = record(config, "warmup", Path("runs/synthetic"), lists)
+    provenance.finish_stage(folder, entry, [folder / "checkpoint.pt", Path("checkpoint.pt")])
+    assert json.loads((folder / "stage.json").read_text())["outputs"] == {"checkpoint.pt": file_digest(folder / "checkpoint.pt")}
+    assert stage_status(folder, entry) == "finished"
