@@ -305,7 +305,8 @@ def evaluate_run(config: RunConfig, model_checkpoint: Path, policy: Path | None,
         env_config = policy_env_config(config, policy)
         agents["learned"] = load_agent(policy, config.policy.algo, device)
     episodes = make_episodes(model, None, replace(env_config, reward="conf"), device, num_frames=frames)
-    agents.update(random=RandomAgent(episodes.action_space, config.seed), center=CenterAgent(episodes.action_space))
+    agents.update(random=RandomAgent(episodes.action_space, config.seed, model.frame_shape, model.config.patch_size),
+                  center=CenterAgent(episodes.action_space))
     if paths.annotation_root is not None:
         agents["oracle"] = OracleAgent(episodes)
     baselines = _baselines(config, model, full_frame, tsm_plus, device)

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from adafocus.backbones import AdaFocusModel, ClipFocusModel, evaluating, patch_corners
+from adafocus.backbones import AdaFocusModel, ClipFocusModel, evaluating, patch_corners, random_corners
 from adafocus.data.clips import ClipSet
 from adafocus.envs.episodes import EpisodeBatch
 
@@ -74,8 +74,7 @@ class PatchTask(StageTask):
         b, t, _, h, w = frames.shape
         p = self.model.config.patch_size
         if self.placement == "random":
-            limit = torch.tensor([w - p + 1, h - p + 1], device=frames.device)
-            return (torch.rand(b, t, 2, device=frames.device) * limit).long()
+            return random_corners(torch.rand(b, t, 2, device=frames.device), (h, w), p)
         if self.placement == "oracle":
             if boxes is None:
                 raise ValueError("oracle patches need target boxes (annotated, synthetic videos)")
@@ -121,23 +120,25 @@ class ClipPatchTask(StageTask):
         self.model.global_head.eval()
         return self
 
-    def centres(self, frames: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
+    def corners(self, frames: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
         b, _, _, h, w = frames.shape
+        p = self.model.config.patch_size
         if self.placement == "random":
-            return torch.rand(b, 2, device=frames.device)
+            return random_corners(torch.rand(b, 2, device=frames.device), (h, w), p)
         if self.placement == "oracle":
             if boxes is None:
                 raise ValueError("oracle patches need target boxes (annotated, synthetic videos)")
-            return ((boxes[..., :2] + boxes[..., 2:]) / 2).mean(dim=1) / torch.tensor([w, h], device=frames.device)
-        return torch.full((b, 2), 0.5, device=frames.device)
+            centres = ((boxes[..., :2] + boxes[..., 2:]) / 2).mean(dim=1) / torch.tensor([w, h], device=frames.device)
+        else:
+            centres = torch.full((b, 2), 0.5, device=frames.device)
+        return patch_corners(centres, (h, w), p)
 
     def forward(self, batch: dict[str, Any]):
         frames, labels = batch["frames"], batch["label"]
         if self.placement == "full":
             logits = self.model.classify_tsm_plus(frames)
         else:
-            corners = patch_corners(self.centres(frames, batch.get("boxes")), self.model.frame_shape,
-                                    self.model.config.patch_size)
+            corners = self.corners(frames, batch.get("boxes"))
             logits = self.model.classify_patches(frames, corners)
         return F.cross_entropy(logits, labels), logits, labels
 

@@ -4,22 +4,30 @@ from __future__ import annotations
 import torch
 from gymnasium import spaces
 
-from adafocus.backbones import patch_corners
+from adafocus.backbones import corner_centres, patch_corners, random_corners
 
 from .base import FocusAgent
 
 
 class RandomAgent(FocusAgent):
-    """A uniformly random patch location at every step."""
+    """A random patch location at every step: a uniform grid cell, or, for continuous actions, the authors'
+    uniform top-left corner (:func:`~adafocus.backbones.random_corners`) when the frame and patch sizes are
+    given (else a uniform action in [-1, 1]^2, which clamps most large patches onto a border)."""
 
-    def __init__(self, action_space: spaces.Space, seed: int = 0) -> None:
+    def __init__(self, action_space: spaces.Space, seed: int = 0, frame_size: tuple[int, int] | None = None,
+                 patch_size: int | None = None) -> None:
         self.action_space = action_space
         self.generator = torch.Generator().manual_seed(seed)
+        self.geometry = (frame_size, patch_size) if frame_size is not None and patch_size is not None else None
 
     def act(self, observation: dict[str, torch.Tensor], deterministic: bool = True) -> torch.Tensor:
         n = observation["glance"].shape[0]
         if isinstance(self.action_space, spaces.Discrete):
             actions = torch.randint(self.action_space.n, (n,), generator=self.generator)
+        elif self.geometry is not None:
+            frame_size, patch_size = self.geometry
+            corners = random_corners(torch.rand(n, 2, generator=self.generator), frame_size, patch_size)
+            actions = corner_centres(corners, frame_size, patch_size) * 2 - 1  # the env maps it back to the corner
         else:
             actions = torch.rand(n, 2, generator=self.generator) * 2 - 1
         return actions.to(observation["glance"].device)

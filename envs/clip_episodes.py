@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from adafocus.backbones import ClipFocusModel, patch_corners
+from adafocus.backbones import ClipFocusModel, patch_corners, random_corners
 from adafocus.data.clips import ClipSet
 
 from .episodes import EnvConfig, EpisodeBatch, StepResult
@@ -60,8 +60,8 @@ class ClipEpisodes(EpisodeBatch):
         return {"glance": self.glance_maps[self.video]}
 
     def begin(self, video: torch.Tensor, reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Start N episodes on videos ``video`` (N,); ``reference`` (N, 1, 2) in [0, 1] are the random patch
-        centres of the ``vs_random`` reward (drawn here when not given)."""
+        """Start N episodes on loaded videos ``video`` (N,); ``reference`` (N, 1, 2) are uniform draws in [0, 1)
+        placing the random patch of the ``vs_random`` reward (:func:`random_corners`; drawn when not given)."""
         self.video = video.to(self.device).long()
         if reference is None and self.config.reward == "vs_random":
             reference = torch.rand(len(self.video), 1, 2, device=self.device)
@@ -81,7 +81,7 @@ class ClipEpisodes(EpisodeBatch):
         index = self.video[:, None] * t + torch.arange(t, device=self.device)
         global_logits = self.glance_logits[self.video]
         if self.config.reward == "vs_random":  # chosen and random patches in ONE f_L pass
-            ref = patch_corners(self.reference[:, 0], self.model.frame_shape, self.patch_size)
+            ref = random_corners(self.reference[:, 0], self.model.frame_shape, self.patch_size)
             local2 = self.model.focus(frames, torch.cat([corners, ref]), index.repeat(2, 1))
             logits2 = self.model.classify(global_logits.repeat(2, 1), local2)
             logits, local = logits2[:n], local2[:n]

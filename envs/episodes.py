@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from adafocus.backbones import AdaFocusModel, ClipFocusModel, grid_corners, patch_boxes, patch_corners
+from adafocus.backbones import (AdaFocusModel, ClipFocusModel, grid_corners, patch_boxes, patch_corners,
+                                random_corners)
 from adafocus.data.clips import ClipSet
 
 from .reward import REWARDS, confidence, confidence_gain
@@ -187,8 +188,9 @@ class FocusEpisodes(EpisodeBatch):
         return obs
 
     def begin(self, video: torch.Tensor, reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Start N episodes on videos ``video`` (N,); ``reference`` (N, T, 2) are the random patch centres
-        the ``vs_random`` reward compares against (drawn here when not given)."""
+        """Start N episodes on loaded videos ``video`` (N,); ``reference`` (N, T, 2) are uniform draws in [0, 1)
+        placing the random patches the ``vs_random`` reward compares against (:func:`random_corners`, the
+        authors' uniform top-left corners; drawn here when not given)."""
         self.video = video.to(self.device).long()
         n = len(self.video)
         if reference is None and self.config.reward == "vs_random":
@@ -212,7 +214,7 @@ class FocusEpisodes(EpisodeBatch):
         hidden = self.hidden
         if self.config.reward == "vs_random":
             # chosen and random patch in ONE f_L / f_C pass, through the same f_C state
-            ref = patch_corners(self.reference[:, t], self.model.frame_shape, self.patch_size)
+            ref = random_corners(self.reference[:, t], self.model.frame_shape, self.patch_size)
             local = self.model.focus(frames, torch.cat([corners, ref]), self.video.repeat(2))
             logits2, hidden2 = self.model.classifier.step(pooled.repeat(2, 1), local, hidden.repeat(2, 1))
             logits, self.hidden, local = logits2[:n], hidden2[:n], local[:n]

@@ -321,3 +321,18 @@ def test_glance_extractor(tiny_model, tiny_clips, observe_memory):
     if not observe_memory:  # an extra key it was not built for is ignored
         memory = torch.randn(N_ENVS, tiny_model.classifier.hidden_size)
         torch.testing.assert_close(extractor({**obs, "memory": memory}), out)
+
+
+def test_random_agent_places_continuous_patches_at_uniform_corners(tiny_model, tiny_clips):
+    """With the frame and patch sizes, a continuous random action lands on the authors' uniform top-left corner,
+    which the env maps back exactly; without them it is a uniform action (clamped near the borders)."""
+    from adafocus.backbones import random_corners
+
+    episodes = FocusEpisodes(tiny_model, tiny_clips, EnvConfig(action="continuous", reward="conf"))
+    obs = {"glance": torch.zeros(4000, 1)}
+    agent = RandomAgent(episodes.action_space, 3, tiny_model.frame_shape, 24)
+    corners = episodes.corners(agent.act(obs))
+    expected = random_corners(torch.rand(4000, 2, generator=torch.Generator().manual_seed(3)), (64, 64), 24)
+    torch.testing.assert_close(corners, expected)
+    plain = episodes.corners(RandomAgent(episodes.action_space, 3).act(obs))
+    assert float((plain == 0).any(-1).float().mean()) > 2 * float((corners == 0).any(-1).float().mean())

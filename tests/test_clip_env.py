@@ -15,7 +15,7 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from adafocus.backbones import ClipFocusModel, patch_corners
+from adafocus.backbones import ClipFocusModel, patch_corners, random_corners
 from adafocus.config import DataConfig, PolicyConfig, RunConfig, StageConfig, preset
 from adafocus.data.synthetic import SyntheticConfig
 from adafocus.envs import AdaFocusEnv, AdaFocusVecEnv, ClipEpisodes, EnvConfig, confidence
@@ -64,7 +64,7 @@ def test_rewards_are_confidence_gains_over_a_random_patch(clip_model, tiny_clips
     with torch.no_grad():  # naive: the whole model on each clip at each place
         frames = tiny_clips.frames[video]
         chosen = clip_model.classify_patches(frames, patch_corners((actions + 1) / 2, (64, 64), 24))
-        random = clip_model.classify_patches(frames, patch_corners(reference[:, 0], (64, 64), 24))
+        random = clip_model.classify_patches(frames, random_corners(reference[:, 0], (64, 64), 24))
     labels = tiny_clips.labels[video]
     assert torch.allclose(result.logits, chosen, atol=1e-5)
     assert torch.allclose(result.reward, confidence(chosen, labels) - confidence(random, labels), atol=1e-5)

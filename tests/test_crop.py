@@ -5,7 +5,8 @@ from math import floor
 import pytest
 import torch
 
-from adafocus.backbones import corner_centres, crop_patches, grid_corners, patch_boxes, patch_corners
+from adafocus.backbones import (corner_centres, crop_patches, grid_corners, patch_boxes, patch_corners)
+from adafocus.backbones import random_corners as authors_random_corners
 
 
 def naive_crop(frames, corners, p):
@@ -120,3 +121,25 @@ def test_crop_with_index_gathers_from_a_larger_frame_tensor():
     expected = torch.stack([frames[i, :, y:y + 8, x:x + 8] for i, (x, y) in zip(index.tolist(), corners.tolist())])
     assert torch.equal(crop_patches(frames, corners, 8, index), expected)
     assert torch.equal(crop_patches(frames[index], corners, 8), expected)
+
+
+def _border_share(corners: torch.Tensor, size: int, patch: int) -> float:
+    touches = (corners == 0) | (corners == size - patch)
+    return float(touches.any(dim=-1).float().mean())
+
+
+def test_random_corners_are_the_authors_uniform_corners():
+    """P = 128 on 224: the authors' randint(0, S - P) draws corners 0 .. 95 (never 96 = S - P), of which only 0
+    touches a border, so 1 - (95/96)^2 ~ 2% of patches do, where a uniform centre clamped to the frame puts
+    about 82% there."""
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.rand(200_000, 2, generator=generator)
+    corners = authors_random_corners(draws, (224, 224), 128)
+    assert corners.min() == 0 and corners.max() == 95  # np.random.randint(0, 96): 0 .. 95
+    counts = torch.bincount(corners[:, 0], minlength=96).float()
+    assert (counts / counts.mean() - 1).abs().max() < 0.1  # uniform over the 96 corners (2,083 draws each)
+    assert _border_share(corners, 224, 128) == pytest.approx(1 - (95 / 96) ** 2, abs=0.003)
+    clamped = patch_corners(draws, (224, 224), 128)
+    assert _border_share(clamped, 224, 128) == pytest.approx(0.82, abs=0.01)
+    with pytest.raises(ValueError, match="exceeds"):
+        authors_random_corners(draws[:1], (64, 64), 65)

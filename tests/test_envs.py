@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
-from adafocus.backbones import patch_corners
+from adafocus.backbones import corner_centres, patch_corners, random_corners
 from adafocus.config import preset
 from adafocus.data.clips import ClipSet
 from adafocus.envs import REWARDS, AdaFocusEnv, AdaFocusVecEnv, EnvConfig, FocusEpisodes
@@ -235,8 +235,9 @@ def test_reward_vs_random_zero_when_the_patch_is_the_reference(tiny_model, tiny_
     reference = reference[None].repeat(2, 1, 1)  # (N=2, T, 2): two slots, same reference
     episodes.begin(torch.tensor([1, 4]), reference)
     for t in range(frames):
-        result = episodes.step(reference[:, t] * 2 - 1)  # the same corners as the reference patches
-        torch.testing.assert_close(result.corners, patch_corners(reference[:, t], tiny_model.frame_shape, 24))
+        corners = random_corners(reference[:, t], tiny_model.frame_shape, 24)
+        result = episodes.step(corner_centres(corners, tiny_model.frame_shape, 24) * 2 - 1)  # the reference's place
+        torch.testing.assert_close(result.corners, corners)
         torch.testing.assert_close(result.reward, torch.zeros(2), atol=1e-6, rtol=0)
         assert result.confidence.min() > 0
     assert result.done
@@ -259,7 +260,7 @@ def test_reward_vs_random_is_the_gain_over_the_reference_patch(tiny_model, tiny_
         with torch.no_grad():
             frames, pooled = tiny_clips.frames[video, t], episodes.glance_pooled[video, t]
             chosen = tiny_model.focus(frames, patch_corners((actions + 1) / 2, tiny_model.frame_shape, 24))
-            ref = tiny_model.focus(frames, patch_corners(reference[:, t], tiny_model.frame_shape, 24))
+            ref = tiny_model.focus(frames, random_corners(reference[:, t], tiny_model.frame_shape, 24))
             logits, new_hidden = tiny_model.classifier.step(pooled, chosen, hidden)
             ref_logits, _ = tiny_model.classifier.step(pooled, ref, hidden)
         conf = logits.softmax(-1)[torch.arange(3), labels]
