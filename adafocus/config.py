@@ -30,6 +30,7 @@ class DataConfig:
     flip: bool = True  # off for Something-Something and Jester: flipping changes their labels
     workers: int = 4
     skip_corrupt: bool = False
+    short_videos: str = "repeat"  # a video shorter than T: its last frame repeated (the authors' loader), or "refuse"
     cache_videos: bool = False  # keep decoded videos in memory across epochs (small sets; workers = 0)
     stream: bool = True  # stages II, III and evaluation decode videos as they use them; false: decode a split once
     # into memory (test-mode clips; small sets only, refused up front when it would not fit)

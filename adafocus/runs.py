@@ -61,7 +61,8 @@ def video_dataset(config: RunConfig, paths: DataPaths, split: str, train: bool,
                         decoder=data.decoder, list_format=data.list_format, image_template=data.image_template,
                         label_file=data.label_file,
                         annotation_root=paths.annotation_root, transform=transform,
-                        skip_corrupt=data.skip_corrupt, seed=config.seed, cache_videos=data.cache_videos if cache is None else cache)
+                        skip_corrupt=data.skip_corrupt, seed=config.seed, short_videos=data.short_videos,
+                        cache_videos=data.cache_videos if cache is None else cache)
 
 
 def clip_set(config: RunConfig, paths: DataPaths, split: str, progress: bool = True) -> ClipSet:

@@ -326,8 +326,11 @@ def _unlabelled(where: str, list_file: Path) -> str:
 # Sampling
 
 
+SHORT_VIDEO_RULES = ("repeat", "refuse")
+
+
 def sample_indices(num_available: int, num_segments: int, train: bool,
-                   rng: np.random.Generator | None = None) -> np.ndarray:
+                   rng: np.random.Generator | None = None, short: str = "repeat") -> np.ndarray:
     """TSN sampling: one 0-based frame index per segment, int64 of shape ``(num_segments,)``.
 
     Follows the AdaFocus/TSM code: in training the video is cut into ``num_segments`` segments of
@@ -336,14 +339,23 @@ def sample_indices(num_available: int, num_segments: int, train: bool,
     (float) and the frame at each centre, ``int(tick / 2 + tick * k)``, is taken. Unlike TSM, a video
     of exactly ``num_segments`` frames gives ``0, 1, ..., T-1`` at test (TSM falls back to all zeros).
 
-    Raises ValueError when ``num_available < num_segments``; callers turn it into a
-    :class:`VideoDataError` naming the file.
+    A video shorter than T (``num_available < num_segments``) is read as the authors' loader reads it,
+    in training and at test alike: every frame once, then the last one repeated, ``0, 1, ..., n-1, n-1, ...``
+    (``short="repeat"``); ``short="refuse"`` raises ValueError instead, which callers turn into a
+    :class:`VideoDataError` naming the file. A video without frames always raises.
     """
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
-    if num_available < num_segments:
-        raise ValueError(f"has {num_available} frames, fewer than {num_segments}")
+    if short not in SHORT_VIDEO_RULES:
+        raise ValueError(f"short must be one of {SHORT_VIDEO_RULES}, got {short!r}")
+    if num_available < 1:
+        raise ValueError("has no frames")
     k = np.arange(num_segments, dtype=np.int64)
+    if num_available < num_segments:
+        if short == "refuse":
+            raise ValueError(f"has {num_available} frames, fewer than {num_segments} (--data.short_videos repeat "
+                             "reads it with its last frame repeated, as the authors' loader does)")
+        return np.minimum(k, num_available - 1)
     if train:
         rng = rng if rng is not None else np.random.default_rng()
         length = num_available // num_segments
@@ -596,7 +608,7 @@ class VideoDataset(torch.utils.data.Dataset):
                  list_format: ListFormat = "auto", image_template: str | None = None,
                  annotation_root: str | Path | None = None, transform: Transform | None = None,
                  skip_corrupt: bool = False, seed: int = 0, cache_videos: bool = False,
-                 label_file: str | Path | None = None) -> None:
+                 label_file: str | Path | None = None, short_videos: str = "repeat") -> None:
         _check_decoder(decoder)
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -607,7 +619,10 @@ class VideoDataset(torch.utils.data.Dataset):
         self.records = read_video_list(self.list_file, self.data_root, list_format, num_classes, label_file)
         # Class names in index order, where the list names classes by text (the annotation formats).
         self.class_names = read_label_names(label_file, list_format) if label_file is not None else None
+        if short_videos not in SHORT_VIDEO_RULES:
+            raise ValueError(f"short_videos must be one of {SHORT_VIDEO_RULES}, got {short_videos!r}")
         self.num_frames = num_frames
+        self.short_videos = short_videos  # a video shorter than num_frames: last frame repeated, or refused
         self.train = train
         self.num_classes = num_classes
         self.decoder = decoder
@@ -679,7 +694,7 @@ class VideoDataset(torch.utils.data.Dataset):
         def choose(available: int) -> np.ndarray:
             counted.append(available)
             try:
-                return sample_indices(available, self.num_frames, self.train, rng)
+                return sample_indices(available, self.num_frames, self.train, rng, self.short_videos)
             except ValueError as e:  # too short
                 raise VideoDataError(f"{record.path}: {e}") from None
 

@@ -130,9 +130,15 @@ def test_sample_train_random_offset_within_segment(n: int, t: int) -> None:
                                   sample_indices(n, t, True, np.random.default_rng(7)))
 
 
-def test_sample_too_short_raises() -> None:
+def test_a_short_video_repeats_its_last_frame_as_the_authors_loader_or_is_refused() -> None:
+    for train in (True, False):  # ops/dataset.py: list(range(n)) + [n - 1] * (T - n), in training and at test
+        np.testing.assert_array_equal(sample_indices(3, 8, train, np.random.default_rng(0)), [0, 1, 2, 2, 2, 2, 2, 2])
     with pytest.raises(ValueError, match="has 3 frames, fewer than 8"):
-        sample_indices(3, 8, train=False)
+        sample_indices(3, 8, train=False, short="refuse")
+    with pytest.raises(ValueError, match="no frames"):
+        sample_indices(0, 8, train=True)
+    with pytest.raises(ValueError, match="short"):
+        sample_indices(10, 8, train=True, short="pad")
 
 
 # ---------------------------------------------------------------------------------------------- decoders
@@ -250,7 +256,7 @@ def bad_video(root: Path, kind: str) -> str:
 def test_bad_video_raises(videos: Path, decoder: str, kind: str) -> None:
     name = bad_video(videos / "videos", kind)
     lst = write_list(videos / "l.txt", ["videos/a.mp4 0", f"videos/{name} 1"])
-    ds = VideoDataset(lst, num_frames=8, decoder=decoder)
+    ds = VideoDataset(lst, num_frames=8, decoder=decoder, short_videos="refuse")
     assert ds[0]["frames"].shape == (8, 3, H, W)
     with pytest.raises(VideoDataError) as e:
         ds[1]
@@ -260,6 +266,15 @@ def test_bad_video_raises(videos: Path, decoder: str, kind: str) -> None:
         assert "has 5 frames, fewer than 8" in message
     else:
         assert "truncated or corrupt" in message or "fewer than 8" in message
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_a_short_video_is_read_with_its_last_frame_repeated_by_default(videos: Path, decoder: str) -> None:
+    name = bad_video(videos / "videos", "short")  # 5 frames
+    ds = VideoDataset(write_list(videos / "l.txt", [f"videos/{name} 1"]), num_frames=8, decoder=decoder, train=True)
+    item = ds[0]
+    assert item["frame_indices"].tolist() == [0, 1, 2, 3, 4, 4, 4, 4]
+    torch.testing.assert_close(item["frames"][4:], item["frames"][4:5].expand(4, -1, -1, -1))
 
 
 def test_missing_frame_image(tmp_path: Path) -> None:
@@ -319,7 +334,7 @@ def test_skip_corrupt_through_collate(videos: Path, caplog: pytest.LogCaptureFix
     write_mp4(videos / "videos" / "short.mp4", n=3)
     lst = write_list(videos / "l.txt", ["videos/a.mp4 0", "videos/bad.mp4 1", "videos/b.mp4 2",
                                         "videos/short.mp4 1"])
-    ds = VideoDataset(lst, num_frames=4, skip_corrupt=True)
+    ds = VideoDataset(lst, num_frames=4, skip_corrupt=True, short_videos="refuse")
     with caplog.at_level(logging.WARNING, logger="adafocus.data.video"):
         batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=collate_videos)))
     assert batch["skipped"] == 2
