@@ -237,9 +237,10 @@ def run_policy(config: RunConfig, out: Path, model_checkpoint: Path, resume: boo
     env_config = replace(config.env, action=action_kind(config.policy.algo, requested))
     frames = config.data.frames
     episodes = make_episodes(model, None, env_config, env.device, model_cost(model, frames).total, frames)
-    source = episode_source(config, paths, "train", config.policy.n_envs, env.device, progress)
+    seed = config.seed if config.policy.seed is None else config.policy.seed
+    source = episode_source(replace(config, seed=seed), paths, "train", config.policy.n_envs, env.device, progress)
     videos = source.order.size
-    vec = AdaFocusVecEnv(episodes, config.policy.n_envs, seed=config.seed, source=source)
+    vec = AdaFocusVecEnv(episodes, config.policy.n_envs, seed=seed, source=source)
     steps = config.policy.total_timesteps or int(config.policy.epochs * videos * episodes.num_steps)
     if state is not None:
         algo = resolve_algorithm(config.policy.algo).load(ckpt, env=VecMonitor(vec), device=env.device)
@@ -250,7 +251,7 @@ def run_policy(config: RunConfig, out: Path, model_checkpoint: Path, resume: boo
         if (folder / "progress.csv").is_file():  # SB3's logger starts the file anew: keep the history beside it
             os.replace(folder / "progress.csv", folder / f"progress_until_{done}.csv")
     else:
-        algo = make_algorithm(config.policy.algo, VecMonitor(vec), config.policy, episodes.num_steps, config.seed,
+        algo = make_algorithm(config.policy.algo, VecMonitor(vec), config.policy, episodes.num_steps, seed,
                               env.device)
         done = 0
     algo.set_logger(configure(str(folder), ["csv", "tensorboard"]))

@@ -19,6 +19,7 @@ from .extractor import GlanceExtractor
 
 ALGORITHMS: dict[str, str] = {
     "ppo": "stable_baselines3:PPO",
+    "paper_ppo": "adafocus.agents.paper_ppo:PaperPPO",  # PPO as the authors' code updates (agents/paper_ppo.py)
     "a2c": "stable_baselines3:A2C",
     "sac": "stable_baselines3:SAC",
     "td3": "stable_baselines3:TD3",

@@ -336,3 +336,30 @@ def test_random_agent_places_continuous_patches_at_uniform_corners(tiny_model, t
     torch.testing.assert_close(corners, expected)
     plain = episodes.corners(RandomAgent(episodes.action_space, 3).act(obs))
     assert float((plain == 0).any(-1).float().mean()) > 2 * float((corners == 0).any(-1).float().mean())
+
+
+def test_paper_ppo_regresses_normalised_returns_without_clipping(tiny_model, tiny_clips, monkeypatch):
+    """The authors' update: returns z-normalised over all T x B steps (unbiased std, + 1e-5), advantage =
+    normalised return - V, no gradient clipping, Adam eps 1e-8; through the registry like any algorithm."""
+    from stable_baselines3 import PPO
+
+    from adafocus.agents import resolve_algorithm
+    from adafocus.agents.paper_ppo import PaperPPO
+
+    assert resolve_algorithm("paper_ppo") is PaperPPO
+    vec = AdaFocusVecEnv(FocusEpisodes(tiny_model, tiny_clips, EnvConfig(reward="conf")), 4, seed=0)
+    seen = {}
+
+    def record(self):
+        buffer = self.rollout_buffer
+        seen.update(returns=buffer.returns.copy(), advantages=buffer.advantages.copy(), values=buffer.values.copy())
+
+    algo = PaperPPO("MultiInputPolicy", vec, n_steps=tiny_clips.num_frames, batch_size=8, seed=0, device="cpu")
+    assert algo.max_grad_norm == float("inf") and not algo.normalize_advantage
+    assert algo.policy.optimizer.defaults["eps"] == 1e-8
+    monkeypatch.setattr(PPO, "train", record)
+    algo.learn(4 * tiny_clips.num_frames)
+    returns = seen["returns"]
+    assert returns.mean() == pytest.approx(0.0, abs=1e-6)
+    assert returns.std(ddof=1) == pytest.approx(1.0, abs=1e-4)
+    np.testing.assert_allclose(seen["advantages"], returns - seen["values"], atol=1e-6)
