@@ -2,7 +2,7 @@
 and the ``VideoSource`` contract through which episodes draw their next videos."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,7 +16,9 @@ class ClipSet:
     frames: uint8 (V, T, 3, H, W); labels: int64 (V,);
     boxes: float32 (V, T, 4) target boxes ``x0, y0, x1, y1`` in pixels, or None when unknown;
     readable: bool (V, T), whether the class-bearing detail is visible in that frame, or None;
-    index: int64 (V,), each video's index in its dataset, or None (then a video is known by its position).
+    index: int64 (V,), each video's index in its dataset, or None (then a video is known by its position);
+    features: per-video tensors (V, ...) that ``features_of`` (an episode batch) computed from these frames
+    (f_G's maps), carried along so that clips held in memory pay f_G once, not once per episode.
     """
 
     frames: torch.Tensor
@@ -24,6 +26,8 @@ class ClipSet:
     boxes: torch.Tensor | None = None
     readable: torch.Tensor | None = None
     index: torch.Tensor | None = None
+    features: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    features_of: object | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.frames.dtype != torch.uint8 or self.frames.dim() != 5 or self.frames.shape[2] != 3:
@@ -61,13 +65,18 @@ class ClipSet:
         """Each video's dataset index, or its position when the set does not know it."""
         return self.index if self.index is not None else torch.arange(len(self), device=self.labels.device)
 
+    def _map(self, fn) -> "ClipSet":
+        """Every per-video tensor through ``fn`` (None stays None), features included."""
+        apply = lambda x: None if x is None else fn(x)  # noqa: E731
+        features = None if self.features is None else {k: fn(v) for k, v in self.features.items()}
+        return ClipSet(fn(self.frames), fn(self.labels), apply(self.boxes), apply(self.readable), apply(self.index),
+                       features, self.features_of)
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "ClipSet":
-        move = lambda x: None if x is None else x.to(device, non_blocking=non_blocking)  # noqa: E731
-        return ClipSet(move(self.frames), move(self.labels), move(self.boxes), move(self.readable), move(self.index))
+        return self._map(lambda x: x.to(device, non_blocking=non_blocking))
 
     def subset(self, index: torch.Tensor | slice) -> "ClipSet":
-        pick = lambda x: None if x is None else x[index]  # noqa: E731
-        return ClipSet(self.frames[index], self.labels[index], pick(self.boxes), pick(self.readable), pick(self.index))
+        return self._map(lambda x: x[index])
 
     def assign(self, rows: torch.Tensor, other: "ClipSet") -> None:
         """Overwrite videos ``rows`` with ``other``'s, in place (views of these tensors stay valid)."""
@@ -78,6 +87,9 @@ class ClipSet:
                                  f"into clips {'with' if mine is not None else 'without'} them")
             if mine is not None:
                 mine[rows] = theirs.to(mine.device)
+        if self.features is not None and other.features is not None:
+            for key, value in self.features.items():
+                value[rows] = other.features[key].to(value.device)
 
     @staticmethod
     def cat(parts: list["ClipSet"]) -> "ClipSet":

@@ -5,7 +5,7 @@ with N = 1 and :class:`~adafocus.envs.AdaFocusVecEnv` a view with N slots; evalu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -99,17 +99,17 @@ class EpisodeBatch:
         if clips.num_frames != self.num_frames:
             raise ValueError(f"clips have {clips.num_frames} frames, these episodes {self.num_frames}")
         clips = clips.to(self.device)
-        with torch.no_grad():
-            features = self.video_features(clips)
+        features = clips.features
+        if features is None or clips.features_of is not self:  # computed by these episodes before: reuse them
+            with torch.no_grad():
+                features = self.video_features(clips)
+        clips = replace(clips, features=features, features_of=self)
         if rows is None:
             self.clips = clips
-            for name, value in features.items():
+            for name, value in features.items():  # the same tensors: a row load updates both
                 setattr(self, name, value)
             return
-        rows = rows.to(self.device)
-        self.clips.assign(rows, clips)
-        for name, value in features.items():
-            getattr(self, name)[rows] = value
+        self.clips.assign(rows.to(self.device), clips)
 
     def video_features(self, clips: ClipSet) -> dict[str, torch.Tensor]:
         """Per-video tensors computed once when videos are loaded: f_G's maps (``glance_maps``)."""

@@ -13,7 +13,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 from adafocus.backbones import corner_centres, patch_corners, random_corners
 from adafocus.config import preset
-from adafocus.data.clips import ClipSet
+from adafocus.data.clips import ClipPool, ClipSet
 from adafocus.envs import REWARDS, AdaFocusEnv, AdaFocusVecEnv, EnvConfig, FocusEpisodes
 
 from conftest import slot_sources
@@ -167,23 +167,27 @@ def counting(monkeypatch, module, name):
     return calls
 
 
-def test_glance_computed_once_per_video_and_episode(tiny_model, tiny_clips, monkeypatch):
+def test_glance_computed_once_per_video_held_and_once_per_episode_streamed(tiny_model, tiny_clips, monkeypatch):
+    """Clips held by the episodes pay f_G once; videos from a source pay it once per episode; never per step."""
     glance_calls = counting(monkeypatch, tiny_model.global_encoder, "forward_map")
     frames = tiny_clips.num_frames
     episodes = FocusEpisodes(tiny_model, tiny_clips, EnvConfig(), batch_size=4)
     assert glance_calls == [4 * frames, 2 * frames]  # 6 videos in chunks of 4, all frames at once
     glance_calls.clear()
-    vec = AdaFocusVecEnv(episodes, 3, seed=0)
-    vec.reset()
     rng = np.random.default_rng(0)
+    vec = AdaFocusVecEnv(episodes, 3, seed=0)  # its videos: the ones the episodes hold, with their f_G maps
+    vec.reset()
     for _ in range(3 * frames):  # three episodes, so three auto-resets
         vec.step(random_actions(rng, "grid", 3))
-    assert glance_calls == [3 * frames] * 4  # one f_G pass when each batch of videos is loaded, none per step
-    glance_calls.clear()
     env = AdaFocusEnv(episodes)
     env.reset(seed=0)
     env.step(3)
-    assert glance_calls == [frames]
+    assert glance_calls == []
+    streamed = AdaFocusVecEnv(episodes, 3, seed=0, source=ClipPool(tiny_clips, 0))  # as a stream hands them out
+    streamed.reset()
+    for _ in range(3 * frames):
+        streamed.step(random_actions(rng, "grid", 3))
+    assert glance_calls == [3 * frames] * 4  # one f_G pass when each batch of videos is loaded
 
 
 @pytest.mark.parametrize("reward", REWARDS)
