@@ -17,8 +17,9 @@ class ClipSet:
     boxes: float32 (V, T, 4) target boxes ``x0, y0, x1, y1`` in pixels, or None when unknown;
     readable: bool (V, T), whether the class-bearing detail is visible in that frame, or None;
     index: int64 (V,), each video's index in its dataset, or None (then a video is known by its position);
-    features: per-video tensors (V, ...) that ``features_of`` (an episode batch) computed from these frames
-    (f_G's maps), carried along so that clips held in memory pay f_G once, not once per episode.
+    features: per-video tensors (V, ...) that the frozen network ``features_of`` computed from these frames
+    (f_G's maps, computed by the episodes), carried along so that clips held in memory pay f_G once, not once
+    per episode.
     """
 
     frames: torch.Tensor

@@ -100,10 +100,13 @@ class EpisodeBatch:
             raise ValueError(f"clips have {clips.num_frames} frames, these episodes {self.num_frames}")
         clips = clips.to(self.device)
         features = clips.features
-        if features is None or clips.features_of is not self:  # computed by these episodes before: reuse them
+        reuse = (features is not None and clips.features_of is self.model  # computed by this frozen model before
+                 and set(features) == getattr(self, "_feature_names", None))  # for episodes of this kind
+        if not reuse:
             with torch.no_grad():
                 features = self.video_features(clips)
-        clips = replace(clips, features=features, features_of=self)
+            self._feature_names = set(features)
+        clips = replace(clips, features=features, features_of=self.model)
         if rows is None:
             self.clips = clips
             for name, value in features.items():  # the same tensors: a row load updates both
