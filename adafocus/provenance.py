@@ -18,8 +18,9 @@ raises :class:`StageMismatch` naming every differing field when the record diffe
 see :func:`adopt_stages`). An interrupted stage is guarded the same way: :func:`begin_stage` records its
 record in ``stage.partial.json`` at the start and :func:`check_partial` refuses to resume it with another.
 
-A field that is absent from one side (configs gain fields over time) counts as a difference: the code that
-trained the stage may have behaved differently, and ``--fresh`` or a new ``--out`` is cheap to ask for.
+A field that the record does not have (configs gain fields over time) is equal only at its default, which is
+what the code that trained the stage did (a new field's default keeps the old behaviour); any other value,
+and a field the command no longer has, counts as a difference.
 """
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ IGNORED_FIELDS: tuple[str, ...] = (
     "device",  # where the stage runs, not what it computes
     "preset",  # a name: the values it stands for are recorded field by field
 )
+
+_FIELD_DEFAULTS: dict[str, Any] = {}  # filled below, once the flattening helpers exist
 
 _CHUNK = 1 << 20  # 1 MiB reads: checkpoints can be hundreds of MB
 
@@ -140,6 +143,12 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _field_defaults() -> dict[str, Any]:
+    from .config import RunConfig
+
+    return _jsonable(_flatten(to_dict(RunConfig())))
+
+
 def stage_fields(config: Any, stage: str) -> dict[str, Any]:
     """The config fields ``stage`` depends on, as {dotted path: value}."""
     if stage not in STAGE_FIELDS:
@@ -180,6 +189,8 @@ def record_differences(recorded: Mapping[str, Any], record: Mapping[str, Any]) -
         for key in sorted(set(old) | set(new)):
             a = value(old[key]) if key in old else ABSENT
             b = value(new[key]) if key in new else ABSENT
+            if section == "fields" and key not in old and b == _FIELD_DEFAULTS.get(key, ABSENT):
+                continue  # a field added since: its default is what the code that trained the stage did
             if a != b:
                 out.append((f"{prefix}{key}", a, b))
 
@@ -371,3 +382,6 @@ def adopt_stages(source: Path, out: Path, config: Any, records: Mapping[str, Map
             shutil.rmtree(tmp, ignore_errors=True)
         adopted.append(stage)
     return adopted
+
+
+_FIELD_DEFAULTS.update(_field_defaults())

@@ -152,15 +152,17 @@ def test_changed_input_checkpoint_is_refused(tmp_path, lists):
         stage_status(run / "stage3", record(config, "stage3", run, lists))
 
 
-def test_field_missing_from_an_old_record_is_a_difference(tmp_path, lists):
+def test_a_field_added_since_matches_only_at_its_default(tmp_path, lists):
     config, run = preset("synthetic"), tmp_path / "run"
     train_run(config, run, lists, stages=("warmup",))
     marker = run / "warmup" / "stage.json"
     saved = json.loads(marker.read_text())
-    del saved["fields"]["data.skip_corrupt"]
+    del saved["fields"]["data.skip_corrupt"]  # as if written before the field existed
     marker.write_text(json.dumps(saved))
-    with pytest.raises(StageMismatch, match=r"data\.skip_corrupt: \(absent\) -> False") as caught:
-        stage_status(run / "warmup", record(config, "warmup", run, lists))
+    assert stage_status(run / "warmup", record(config, "warmup", run, lists)) == "finished"
+    skipping = replace(config, data=replace(config.data, skip_corrupt=True))
+    with pytest.raises(StageMismatch, match=r"data\.skip_corrupt: \(absent\) -> True") as caught:
+        stage_status(run / "warmup", record(skipping, "warmup", run, lists))
     assert pickle.loads(pickle.dumps(caught.value)).differences == caught.value.differences
 
 
