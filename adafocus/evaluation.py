@@ -14,7 +14,7 @@ from torch import nn
 from torchmetrics.functional.classification import multiclass_average_precision
 
 from adafocus.agents import FocusAgent
-from adafocus.backbones import AdaFocusModel, evaluating
+from adafocus.backbones import evaluating
 from adafocus.data.clips import ClipSet
 from adafocus.envs import FocusEpisodes
 from adafocus.envs.episodes import EpisodeBatch
@@ -76,15 +76,6 @@ def rollout(episodes: FocusEpisodes, agent: FocusAgent, batch_size: int = 64) ->
 
 
 @torch.no_grad()
-def global_only_rollout(episodes: FocusEpisodes) -> Rollout:
-    """f_G + f_C without any patch (the global-only classifier trained in stage I)."""
-    began = time.perf_counter()
-    logits = episodes.model.global_classifier(episodes.glance_pooled)[0]
-    _synchronize(episodes.device)
-    return Rollout(logits, episodes.clips.labels, None, time.perf_counter() - began)
-
-
-@torch.no_grad()
 def clip_rollout(classify: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, clips: ClipSet,
                  batch_size: int = 16, steps: int = 1) -> Rollout:
     """A policy-free baseline: ``classify`` (a method of ``model``) maps clips (B, T, 3, H, W) to logits (B, K);
@@ -95,11 +86,6 @@ def clip_rollout(classify: Callable[[torch.Tensor], torch.Tensor], model: nn.Mod
         logits = torch.cat([classify(clips.frames[i:i + batch_size].to(device)) for i in range(0, len(clips), batch_size)])
     _synchronize(device)
     return Rollout(logits[:, None].expand(-1, steps, -1), clips.labels.to(device), None, time.perf_counter() - began)
-
-
-def full_frame_rollout(model: AdaFocusModel, clips: ClipSet, batch_size: int = 16) -> Rollout:
-    """f_L on every whole frame at full resolution, frame logits averaged (the warm-up's f_L head)."""
-    return clip_rollout(model.classify_full_frames, model, clips, batch_size, clips.num_frames)
 
 
 def exit_steps(logits: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -19,12 +19,11 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
-from torch import nn
 from tqdm.auto import tqdm
 
 from adafocus.agents import (CenterAgent, FocusAgent, OracleAgent, RandomAgent, action_kind, load_agent,
                              make_algorithm, policy_gmacs, resolve_algorithm, save_agent)
-from adafocus.backbones import (AdaFocusModel, ClipFocusModel, StepCost, clip_cost, evaluating, full_frame_cost,
+from adafocus.backbones import (AdaFocusModel, ClipFocusModel, StepCost, clip_cost, full_frame_cost,
                                 global_only_cost, step_cost, tsm_costs)
 from adafocus.data.clips import ClipSet, VideoSource
 from adafocus.data.video import collate_videos
@@ -32,7 +31,7 @@ from adafocus.envs import AdaFocusVecEnv, ClipEpisodes, EnvConfig, FocusEpisodes
 
 from . import checkpoint, plotting, provenance
 from .config import RunConfig, to_dict
-from .evaluation import PolicyResult, Rollout, RolloutStats, play
+from .evaluation import PolicyResult, Rollout, RolloutStats, clip_rollout, play
 from .runs import DataPaths, data_paths, episode_source, evaluation_batches, video_dataset
 from .stages import ClipPatchTask, PatchTask, PolicyTask, WarmupTask
 from .training import Environment, setup_environment, train_stage
@@ -370,26 +369,19 @@ def _baselines(config: RunConfig, model: Model, warmup: Path | None, tsm_plus: P
     and TSM+ (its own checkpoint)."""
     rows: dict[str, Any] = {}
     if isinstance(model, ClipFocusModel):
-        rows["global_only"] = lambda ep: _in_chunks(model.classify_global_frames, model, ep.clips.frames)[:, None]
+        rows["global_only"] = lambda ep: clip_rollout(model.classify_global_frames, model, ep.clips).logits
         if warmup is not None:
             tsm = build_model(config, warmup, device)
             glance = lambda frames: tsm.classify_full_frames(frames[:, tsm.glance_index(frames.shape[1])])  # noqa: E731
-            rows["tsm"] = lambda ep: _in_chunks(glance, tsm, ep.clips.frames)[:, None]
+            rows["tsm"] = lambda ep: clip_rollout(glance, tsm, ep.clips).logits
         if tsm_plus is not None:
             plus = build_model(config, tsm_plus, device)
-            rows["tsm_plus"] = lambda ep: _in_chunks(plus.classify_tsm_plus, plus, ep.clips.frames)[:, None]
+            rows["tsm_plus"] = lambda ep: clip_rollout(plus.classify_tsm_plus, plus, ep.clips).logits
         return rows
     rows["global_only"] = lambda ep: ep.model.global_classifier(ep.glance_pooled)[0]
     full = build_model(config, warmup, device) if warmup is not None else model
-    rows["full_frame"] = lambda ep: _in_chunks(full.classify_full_frames, full, ep.clips.frames)[:, None].expand(
-        -1, ep.num_frames, -1)
+    rows["full_frame"] = lambda ep: clip_rollout(full.classify_full_frames, full, ep.clips, steps=ep.num_frames).logits
     return rows
-
-
-@torch.no_grad()
-def _in_chunks(classify: Any, model: nn.Module, frames: torch.Tensor, chunk: int = 16) -> torch.Tensor:
-    with evaluating(model):
-        return torch.cat([classify(frames[i:i + chunk]) for i in range(0, len(frames), chunk)])
 
 
 def write_report(evaluation: Evaluation, out: Path, config: RunConfig, run: Path | None = None) -> dict[str, list[Path]]:
