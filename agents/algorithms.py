@@ -16,10 +16,12 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from .base import FocusAgent
 from .extractor import GlanceExtractor
+from .recurrent import GRUPPO
 
 ALGORITHMS: dict[str, str] = {
     "ppo": "stable_baselines3:PPO",
-    "paper_ppo": "adafocus.agents.paper_ppo:PaperPPO",  # PPO as the authors' code updates (agents/paper_ppo.py)
+    "paper_ppo": "adafocus.agents.paper_ppo:PaperPPO",  # the paper's pi (own GRU) and the authors' PPO update
+    "gru_ppo": "adafocus.agents.recurrent:GRUPPO",  # the paper's pi (own GRU), SB3's PPO update
     "a2c": "stable_baselines3:A2C",
     "sac": "stable_baselines3:SAC",
     "td3": "stable_baselines3:TD3",
@@ -64,11 +66,18 @@ def make_algorithm(algo: str, env: VecEnv, policy: Any, num_frames: int, seed: i
 
     ``policy`` is a :class:`adafocus.config.PolicyConfig`. On-policy algorithms collect
     ``videos_per_update`` whole videos per update (n_steps = videos * T / n_envs), as the paper's PPO
-    does with 64 videos; PPO splits them into ``minibatches`` (the paper: one).
+    does with 64 videos; PPO splits them into ``minibatches`` (the paper: one). The paper's pi
+    (``gru_ppo``, ``paper_ppo``) runs a GRU as wide as its encoder (1024 in the paper).
     """
     cls = resolve_algorithm(algo)
-    extractor = dict(features_extractor_class=GlanceExtractor,
-                     features_extractor_kwargs=dict(features_dim=policy.features_dim, conv_channels=policy.conv_channels))
+    extractor: dict[str, Any] = dict(
+        features_extractor_class=GlanceExtractor,
+        features_extractor_kwargs=dict(features_dim=policy.features_dim, conv_channels=policy.conv_channels,
+                                       glance_norm=policy.glance_norm))
+    if issubclass(cls, GRUPPO):
+        extractor.update(lstm_hidden_size=policy.features_dim, action_std=policy.action_std)
+    elif policy.action_std is not None:
+        raise ValueError(f"--policy.action_std is the paper's continuous pi (gru_ppo, paper_ppo), not {algo}")
     kwargs: dict[str, Any] = dict(learning_rate=policy.learning_rate, gamma=policy.gamma, seed=seed, device=device,
                                   tensorboard_log=tensorboard_log, verbose=0)
     if issubclass(cls, OnPolicyAlgorithm):
@@ -77,9 +86,8 @@ def make_algorithm(algo: str, env: VecEnv, policy: Any, num_frames: int, seed: i
         if "n_epochs" in cls.__init__.__code__.co_varnames:  # PPO family
             kwargs.update(batch_size=max(1, n_steps * env.num_envs // policy.minibatches), n_epochs=policy.n_epochs,
                           clip_range=policy.clip_range)
-        extractor["net_arch"] = [] if "Lstm" not in _policy_name(cls) else None  # actor/critic heads on pi's features
-        if extractor["net_arch"] is None:
-            del extractor["net_arch"]
+        if "Lstm" not in _policy_name(cls):
+            extractor["net_arch"] = []  # actor/critic heads on pi's features
     else:
         kwargs.update(learning_starts=min(1000, 10 * num_frames * env.num_envs), batch_size=256,
                       buffer_size=100_000, train_freq=(1, "step"), gradient_steps=1)

@@ -1,6 +1,7 @@
-"""PPO as the AdaFocus authors run it (their ``models/ppo.py``), as a small subclass of stable-baselines3's PPO.
+"""PPO as the AdaFocus authors run it (their ``models/ppo.py``): the paper's pi with its own GRU
+(:mod:`adafocus.agents.recurrent`) and the authors' update.
 
-Where it differs from SB3's PPO, each as the authors' update does it:
+Where the update differs from SB3's PPO, each as the authors' update does it:
 
 - returns (Monte-Carlo, discounted by gamma) are z-normalised over the whole batch, T x B steps, with 1e-5 in
   the denominator;
@@ -16,13 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from stable_baselines3 import PPO
+from .recurrent import GRUPPO
 
 RETURN_EPS = 1e-5  # the authors' (rewards - mean) / (std + 1e-5)
 
 
-class PaperPPO(PPO):
-    """SB3's PPO with the authors' return normalisation, no gradient clipping and Adam eps 1e-8."""
+class PaperPPO(GRUPPO):
+    """The paper's recurrent pi, trained with the authors' return normalisation, no gradient clipping and
+    Adam eps 1e-8."""
 
     def __init__(self, policy: Any, env: Any, **kwargs: Any) -> None:
         kwargs.setdefault("normalize_advantage", False)

@@ -18,17 +18,24 @@ def patch_corners(centres: torch.Tensor, frame_size: tuple[int, int], patch_size
     return torch.minimum(corners.clamp_min(0), limit)
 
 
-def random_corners(uniform: torch.Tensor, frame_size: tuple[int, int], patch_size: int) -> torch.Tensor:
-    """The authors' random patch: uniform draws (..., 2) in [0, 1) -> top-left corners (..., 2) as (x0, y0),
-    ``floor(u * (S - P))``, i.e. uniform over the corners ``0 .. S - P - 1`` of each axis (their
-    ``np.random.randint(0, S - P)``). A uniform *centre* clamped to the frame instead puts most patches on
-    a border when P is a large share of S (about 82% at P = 128 on 224)."""
+def fraction_corners(fractions: torch.Tensor, frame_size: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """Corners as fractions of their range: (..., 2) (x, y) in [0, 1] -> top-left corners
+    ``floor(u * (S - P))`` (..., 2) as (x0, y0), at most S - P. The authors' continuous pi places its patch so
+    (their ``get_patch``); no fraction moves the patch against a border, unlike a clamped centre."""
     height, width = frame_size
     if patch_size > min(height, width):
         raise ValueError(f"patch_size {patch_size} exceeds the frame {height}x{width}")
-    span = torch.tensor([max(width - patch_size, 1), max(height - patch_size, 1)], device=uniform.device)
-    return torch.minimum((uniform * span).long(), torch.tensor([width - patch_size, height - patch_size],
-                                                                 device=uniform.device))
+    span = torch.tensor([max(width - patch_size, 1), max(height - patch_size, 1)], device=fractions.device)
+    limit = torch.tensor([width - patch_size, height - patch_size], device=fractions.device)
+    return torch.minimum((fractions.clamp(0, 1) * span).long(), limit)
+
+
+def random_corners(uniform: torch.Tensor, frame_size: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """The authors' random patch: uniform draws (..., 2) in [0, 1) -> top-left corners (..., 2) as (x0, y0),
+    uniform over the corners ``0 .. S - P - 1`` of each axis (their ``np.random.randint(0, S - P)``).
+    A uniform *centre* clamped to the frame instead puts most patches on a border when P is a large share
+    of S (about 82% at P = 128 on 224)."""
+    return fraction_corners(uniform, frame_size, patch_size)
 
 
 def corner_centres(corners: torch.Tensor, frame_size: tuple[int, int], patch_size: int) -> torch.Tensor:

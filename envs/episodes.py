@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from adafocus.backbones import (AdaFocusModel, ClipFocusModel, grid_corners, patch_boxes, patch_corners,
-                                random_corners)
+from adafocus.backbones import (AdaFocusModel, ClipFocusModel, corner_centres, fraction_corners, grid_corners,
+                                patch_boxes, patch_corners, random_corners)
 from adafocus.data.clips import ClipSet
 
 from .reward import REWARDS, confidence, confidence_gain
@@ -24,8 +24,11 @@ class EnvConfig:
     """How the episode is presented to a policy.
 
     action: ``grid`` = Discrete(grid^2) patch corners on a grid x grid lattice (the paper's ActivityNet
-        code, 7x7); ``continuous`` = Box([-1, 1]^2) mapped to the patch centre (the paper's
-        Something-Something code; what SAC and TD3 need). Continuous actions outside [-1, 1] are clipped.
+        code, 7x7); ``continuous`` = Box([-1, 1]^2) (the paper's Something-Something code; what SAC and TD3
+        need). Continuous actions outside [-1, 1] are clipped.
+    continuous: what a continuous action places: ``centre`` = the patch centre over the whole frame, the
+        patch clamped inside it; ``corner`` = the top-left corner as a fraction of its range S - P, as the
+        authors' continuous pi does (no action pushes the patch against a border).
     reward: ``vs_random`` (default), ``prev`` or ``conf`` (see :mod:`adafocus.envs.reward`).
     observe_memory: add f_C's recurrent state h_{t-1} to the observation. The paper's pi carries its own
         GRU; here the history lives in f_C's state, which the policy reads, so any SB3 algorithm (not only
@@ -33,6 +36,7 @@ class EnvConfig:
     """
 
     action: Literal["grid", "continuous"] = "grid"
+    continuous: Literal["centre", "corner"] = "centre"
     grid: int = 7
     reward: str = "vs_random"
     observe_memory: bool = True
@@ -40,10 +44,34 @@ class EnvConfig:
     def __post_init__(self) -> None:
         if self.action not in ("grid", "continuous"):
             raise ValueError(f"action must be 'grid' or 'continuous', got {self.action!r}")
+        if self.continuous not in ("centre", "corner"):
+            raise ValueError(f"continuous must be 'centre' or 'corner', got {self.continuous!r}")
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
         if self.grid < 2:
             raise ValueError(f"grid must be >= 2, got {self.grid}")
+
+
+def continuous_corners(actions: torch.Tensor, config: EnvConfig, frame_shape: tuple[int, int],
+                       patch_size: int) -> torch.Tensor:
+    """Continuous actions (N, 2) in [-1, 1] (clipped) -> patch top-left corners (N, 2), as ``config.continuous``
+    reads them."""
+    fractions = (actions.float().clamp(-1, 1) + 1) / 2
+    if config.continuous == "corner":
+        return fraction_corners(fractions, frame_shape, patch_size)
+    return patch_corners(fractions, frame_shape, patch_size)
+
+
+def corner_actions(corners: torch.Tensor, config: EnvConfig, frame_shape: tuple[int, int],
+                   patch_size: int) -> torch.Tensor:
+    """The continuous actions (N, 2) that :func:`continuous_corners` maps to these in-frame corners (N, 2)."""
+    if config.continuous == "corner":
+        height, width = frame_shape
+        span = torch.tensor([max(width - patch_size, 1), max(height - patch_size, 1)], device=corners.device)
+        fractions = ((corners.float() + 0.5) / span).clamp(max=1.0)  # + 0.5: the middle of the cell floor reads
+    else:
+        fractions = corner_centres(corners, frame_shape, patch_size)
+    return fractions * 2 - 1
 
 
 @dataclass
@@ -172,7 +200,7 @@ class FocusEpisodes(EpisodeBatch):
         """Actions (N,) or (N, 2) -> patch top-left corners (N, 2)."""
         if self.config.action == "grid":
             return grid_corners(actions.long(), self.config.grid, self.model.frame_shape, self.patch_size)
-        return patch_corners((actions.float().clamp(-1, 1) + 1) / 2, self.model.frame_shape, self.patch_size)
+        return continuous_corners(actions, self.config, self.model.frame_shape, self.patch_size)
 
     def target_boxes(self) -> torch.Tensor:
         """Ground-truth target boxes (N, 4) of the current frame (synthetic data only)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,7 +22,8 @@ from adafocus.envs import AdaFocusVecEnv, EnvConfig, FocusEpisodes
 N_ENVS = 4
 # T = 4, 4 slots: 16 timesteps per round of videos. Off-policy learning starts after 10 rounds (160),
 # so these totals give 8 to 24 gradient steps (QR-DQN's 200-quantile loss on batches of 256 is the slow one).
-TIMESTEPS = {"ppo": 192, "a2c": 192, "recurrent_ppo": 192, "dqn": 256, "qrdqn": 192, "sac": 256, "td3": 256}
+TIMESTEPS = {"ppo": 192, "a2c": 192, "recurrent_ppo": 192, "gru_ppo": 192, "paper_ppo": 192, "dqn": 256,
+             "qrdqn": 192, "sac": 256, "td3": 256}
 
 
 def small_policy(algo: str = "ppo") -> PolicyConfig:
@@ -240,9 +242,10 @@ def test_oracle_agent_on_the_grid(tiny_model):
     assert agent.act(episodes.observation()).tolist() == [24]
 
 
-def test_oracle_agent_continuous(tiny_model):
+@pytest.mark.parametrize("continuous", ["centre", "corner"])
+def test_oracle_agent_continuous(tiny_model, continuous):
     clips = hand_made_clips()
-    episodes = FocusEpisodes(tiny_model, clips, EnvConfig(action="continuous", reward="conf"))
+    episodes = FocusEpisodes(tiny_model, clips, EnvConfig(action="continuous", reward="conf", continuous=continuous))
     agent = OracleAgent(episodes)
     obs = episodes.begin(torch.tensor([1, 0]))
     for t in range(clips.num_frames):
@@ -250,7 +253,6 @@ def test_oracle_agent_continuous(tiny_model):
         check_actions(actions, episodes.action_space, 2)
         boxes = clips.boxes[[1, 0], t]
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-        torch.testing.assert_close(actions, centres / 64 * 2 - 1)
         result = episodes.step(actions)
         # the patch is centred on the target, moved inward at the border
         expected = (centres - 12).round().clamp(0, 40)
@@ -336,12 +338,17 @@ def test_random_agent_places_continuous_patches_at_uniform_corners(tiny_model, t
     torch.testing.assert_close(corners, expected)
     plain = episodes.corners(RandomAgent(episodes.action_space, 3).act(obs))
     assert float((plain == 0).any(-1).float().mean()) > 2 * float((corners == 0).any(-1).float().mean())
+    # the same corners when the env reads continuous actions as corner fractions
+    config = EnvConfig(action="continuous", reward="conf", continuous="corner")
+    corner_env = FocusEpisodes(tiny_model, tiny_clips, config)
+    agent = RandomAgent(corner_env.action_space, 3, tiny_model.frame_shape, 24, config)
+    torch.testing.assert_close(corner_env.corners(agent.act(obs)), expected)
 
 
 def test_paper_ppo_regresses_normalised_returns_without_clipping(tiny_model, tiny_clips, monkeypatch):
     """The authors' update: returns z-normalised over all T x B steps (unbiased std, + 1e-5), advantage =
     normalised return - V, no gradient clipping, Adam eps 1e-8; through the registry like any algorithm."""
-    from stable_baselines3 import PPO
+    from sb3_contrib import RecurrentPPO
 
     from adafocus.agents import resolve_algorithm
     from adafocus.agents.paper_ppo import PaperPPO
@@ -357,9 +364,118 @@ def test_paper_ppo_regresses_normalised_returns_without_clipping(tiny_model, tin
     algo = PaperPPO("MultiInputPolicy", vec, n_steps=tiny_clips.num_frames, batch_size=8, seed=0, device="cpu")
     assert algo.max_grad_norm == float("inf") and not algo.normalize_advantage
     assert algo.policy.optimizer.defaults["eps"] == 1e-8
-    monkeypatch.setattr(PPO, "train", record)
+    monkeypatch.setattr(RecurrentPPO, "train", record)
     algo.learn(4 * tiny_clips.num_frames)
     returns = seen["returns"]
     assert returns.mean() == pytest.approx(0.0, abs=1e-6)
     assert returns.std(ddof=1) == pytest.approx(1.0, abs=1e-4)
     np.testing.assert_allclose(seen["advantages"], returns - seen["values"], atol=1e-6)
+
+
+# ---- the paper's pi: its own GRU ------------------------------------------------------------------------
+def paper_pi_reference(policy, glances: torch.Tensor, progress: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The authors' pi written from its equations over an episode: encoder (1x1 conv, ReLU, linear on
+    [map, t/T], ReLU), GRU from a zero state, actor logits and critic value at every step.
+    glances (T, N, C, h, w), progress (T, N, 1) -> logits (T, N, A), values (T, N)."""
+    conv = policy.features_extractor.conv[-3]
+    linear = policy.features_extractor.fuse[0]
+    gru = policy.lstm_actor.gru
+    w_ih, w_hh, b_ih, b_hh = gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0
+    h = torch.zeros(glances.shape[1], gru.hidden_size)
+    logits, values = [], []
+    for glance, p in zip(glances, progress):
+        x = torch.relu(torch.einsum("oc,nchw->nohw", conv.weight[:, :, 0, 0], glance) + conv.bias[:, None, None])
+        x = torch.relu(torch.cat([x.flatten(1), p], 1) @ linear.weight.T + linear.bias)
+        r_i, z_i, n_i = (x @ w_ih.T + b_ih).chunk(3, 1)
+        r_h, z_h, n_h = (h @ w_hh.T + b_hh).chunk(3, 1)
+        r, z = torch.sigmoid(r_i + r_h), torch.sigmoid(z_i + z_h)
+        h = (1 - z) * torch.tanh(n_i + r * n_h) + z * h
+        logits.append(h @ policy.action_net.weight.T + policy.action_net.bias)
+        values.append((h @ policy.value_net.weight.T + policy.value_net.bias)[:, 0])
+    return torch.stack(logits), torch.stack(values)
+
+
+def test_paper_pi_equals_its_equations_step_by_step_and_replayed(tiny_model, tiny_clips):
+    """Acting (one step at a time, carrying the GRU state) and the update's replay of a whole episode from a
+    zero state both compute the authors' pi."""
+    from sb3_contrib.common.recurrent.type_aliases import RNNStates
+
+    env = make_vec(tiny_model, tiny_clips, reward="conf", observe_memory=False)
+    model = make_algorithm("paper_ppo", env, replace(small_policy("paper_ppo"), glance_norm=False),  # the authors' layout
+                           tiny_clips.num_frames, seed=0, device="cpu")
+    policy = model.policy
+    policy.set_training_mode(False)
+    episodes = env.episodes
+    obs = episodes.begin(torch.arange(N_ENVS))
+    agent = SB3Agent(model)
+    agent.reset(N_ENVS)
+    glances, progress, actions, probs = [], [], [], []
+    for _ in range(tiny_clips.num_frames):
+        glances.append(obs["glance"])
+        progress.append(obs["progress"])
+        features = policy.extract_features(obs)
+        with torch.no_grad():
+            hidden = agent.state[0] if agent.state is not None else torch.zeros(1, N_ENVS, policy.lstm_actor.hidden_size)
+            out, _ = policy.lstm_actor.gru(features[None], hidden)
+            probs.append(torch.softmax(policy.action_net(out[0]), -1))
+        action = agent.act(obs, deterministic=True)
+        actions.append(action)
+        obs = episodes.step(action).observation
+    logits, values = paper_pi_reference(policy, torch.stack(glances), torch.stack(progress))
+    torch.testing.assert_close(torch.stack(probs), logits.softmax(-1), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.stack(actions), logits.argmax(-1))  # pi's argmax, as the authors evaluate
+
+    # the update's replay: the whole sequence (sequences of one env are contiguous), reset at its start
+    t = tiny_clips.num_frames
+    flat = {k: torch.stack(v).transpose(0, 1).flatten(0, 1) for k, v in (("glance", glances), ("progress", progress))}
+    zeros = torch.zeros(1, N_ENVS, policy.lstm_actor.hidden_size)
+    starts = torch.zeros(N_ENVS, t)
+    starts[:, 0] = 1
+    chosen = torch.stack(actions).T.flatten()
+    value, log_prob, _ = policy.evaluate_actions(flat, chosen, RNNStates((zeros, zeros), (zeros, zeros)),
+                                                 starts.flatten())
+    expected = logits.log_softmax(-1).gather(-1, torch.stack(actions)[..., None])[..., 0]
+    torch.testing.assert_close(log_prob.view(N_ENVS, t), expected.T, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(value.view(N_ENVS, t), values.T, atol=1e-5, rtol=1e-4)
+    value.sum().backward()  # the critic's loss reaches the GRU and the encoder (one trunk, as the authors')
+    assert policy.lstm_actor.gru.weight_hh_l0.grad.abs().sum() > 0
+    assert policy.features_extractor.fuse[0].weight.grad.abs().sum() > 0
+
+
+def test_paper_continuous_pi_has_sigmoid_mean_fixed_std_and_clipped_samples(tiny_model, tiny_clips):
+    """--policy.action_std: the authors' parameterisation (mean 2 sigmoid - 1 on [-1, 1], std 2 x action_std
+    in those units, fixed; samples clipped before their log-probability)."""
+    env = make_vec(tiny_model, tiny_clips, "continuous", continuous="corner")
+    policy = replace(small_policy("paper_ppo"), action_std=0.25)
+    model = make_algorithm("paper_ppo", env, policy, tiny_clips.num_frames, seed=0, device="cpu")
+    pi = model.policy
+    assert not pi.log_std.requires_grad
+    torch.testing.assert_close(pi.log_std.exp(), torch.full((2,), 0.5))
+    latent = torch.randn(4096, pi.lstm_actor.hidden_size) * 5
+    dist = pi._get_action_dist_from_latent(latent)
+    mean = 2 * torch.sigmoid(pi.action_net(latent)) - 1
+    torch.testing.assert_close(dist.mode(), mean)
+    samples = dist.get_actions()
+    assert samples.abs().max() <= 1.0 and (samples.abs() == 1.0).any()  # clipped, and clipping happens
+    with pytest.raises(ValueError, match="action_std"):
+        make_algorithm("ppo", env, policy, tiny_clips.num_frames, device="cpu")
+    with pytest.raises(ValueError, match="Box"):
+        make_algorithm("paper_ppo", make_vec(tiny_model, tiny_clips), policy, tiny_clips.num_frames, device="cpu")
+
+
+def test_stage3_rollouts_start_a_recurrent_pi_from_its_zero_state(tiny_model, tiny_clips):
+    """Stage III rolls pi out batch after batch: a recurrent pi must start every video from its zero state,
+    so the same batch gives the same patches and loss whatever came before."""
+    import copy
+
+    from adafocus.stages import PolicyTask
+
+    env = make_vec(tiny_model, tiny_clips, reward="conf", observe_memory=False)
+    agent = SB3Agent(make_algorithm("gru_ppo", env, small_policy("gru_ppo"), tiny_clips.num_frames, device="cpu"))
+    model = copy.deepcopy(tiny_model)
+    task = PolicyTask(model, agent, FocusEpisodes(model, tiny_clips, EnvConfig(reward="conf", observe_memory=False)))
+    batch = {"frames": tiny_clips.frames, "label": tiny_clips.labels}
+    first = task(batch)[0]
+    other = {"frames": tiny_clips.frames.flip(0), "label": tiny_clips.labels.flip(0)}
+    task(other)
+    torch.testing.assert_close(task(batch)[0], first)

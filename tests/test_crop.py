@@ -143,3 +143,35 @@ def test_random_corners_are_the_authors_uniform_corners():
     assert _border_share(clamped, 224, 128) == pytest.approx(0.82, abs=0.01)
     with pytest.raises(ValueError, match="exceeds"):
         authors_random_corners(draws[:1], (64, 64), 65)
+
+
+@pytest.mark.parametrize("continuous", ["centre", "corner"])
+@pytest.mark.parametrize("h, w, p", [(64, 64, 24), (48, 80, 32)])
+def test_continuous_actions_map_to_corners_and_back(continuous, h, w, p):
+    """``--env.continuous corner`` is the authors' mapping, floor(u (S - P)) with u = (a + 1) / 2, no clamping;
+    ``corner_actions`` inverts either mapping for every in-frame corner."""
+    from adafocus.envs import EnvConfig
+    from adafocus.envs.episodes import continuous_corners, corner_actions
+
+    config = EnvConfig(action="continuous", continuous=continuous)
+    actions = torch.rand(500, 2) * 2.4 - 1.2  # some outside [-1, 1]: clipped
+    corners = continuous_corners(actions, config, (h, w), p)
+    assert corners.min() >= 0 and (corners[:, 0] <= w - p).all() and (corners[:, 1] <= h - p).all()
+    if continuous == "corner":
+        u = (actions.clamp(-1, 1) + 1) / 2
+        naive = [[floor(float(u[i, 0]) * (w - p)), floor(float(u[i, 1]) * (h - p))] for i in range(len(u))]
+        assert corners.tolist() == naive
+    every = torch.cartesian_prod(torch.arange(w - p + 1), torch.arange(h - p + 1))
+    assert torch.equal(continuous_corners(corner_actions(every, config, (h, w), p), config, (h, w), p), every)
+
+
+def test_corner_actions_reach_borders_less_often_than_centres():
+    """A uniform action touches a border with probability about 2/(S - P) per axis as a corner fraction, but
+    P/S per axis as a clamped centre (P = 128 on 224)."""
+    from adafocus.envs import EnvConfig
+    from adafocus.envs.episodes import continuous_corners
+
+    actions = torch.rand(20000, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    touch = {kind: float(((continuous_corners(actions, EnvConfig(action="continuous", continuous=kind), (224, 224), 128)
+                           % 96) == 0).any(-1).float().mean()) for kind in ("centre", "corner")}
+    assert touch["corner"] < 0.05 and touch["centre"] > 0.75
