@@ -21,16 +21,20 @@ class DataConfig:
     data_root: str | None = None
     annotation_root: str | None = None
     list_format: str = "auto"  # "video" (path label), "frames" (dir num_frames label), "auto", or the datasets'
-    # own annotation files "sthv1", "sthv2", "jester" (with label_file)
+    # own annotation files "sthv1", "sthv2", "jester" (with label_file), or the AdaFocus authors' published lists
+    # "activitynet" / "fcvid" (dir,num_frames,label[,label...]: multi-label, FCVID's mAP counts every label) and
+    # "minikinetics" (dir num_frames label); these drop entries of fewer than 3 frames, as the authors' loader does
     label_file: str | None = None  # labels file of sthv1/sthv2/jester (something-something-v1-labels.csv, ...)
     decoder: str = "decord"  # or "pyav"
-    image_template: str | None = None  # frame-folder file names; None: the format's ("{:05d}.jpg" for sthv1/jester, else "img_{:05d}.jpg")
+    image_template: str | None = None  # frame-folder file names; None: the format's ("{:05d}.jpg" for sthv1/jester,
+    # "image_{:05d}.jpg" for activitynet/fcvid/minikinetics, else "img_{:05d}.jpg")
     frames: int = 16  # T: one frame per equal segment (TSN sampling)
     augment: bool = True  # multi-scale crop (+ flip) in training; off for the synthetic benchmark
     flip: bool = True  # off for Something-Something and Jester: flipping changes their labels
     workers: int = 4
     skip_corrupt: bool = False
-    short_videos: str = "repeat"  # a video shorter than T: its last frame repeated (the authors' loader), or "refuse"
+    short_videos: str = "repeat"  # a video shorter than T: its last frame repeated (the authors' loader), "first"
+    # (their Something-Something loader: the first frame T times) or "refuse"
     cache_videos: bool = False  # keep decoded videos in memory across epochs (small sets; workers = 0)
     stream: bool = True  # stages II, III and evaluation decode videos as they use them; false: decode a split once
     # into memory (test-mode clips; small sets only, refused up front when it would not fit)
@@ -43,7 +47,9 @@ class StageConfig:
 
     ``lr_global`` trains f_G (warm-up only), ``lr_local`` f_L, ``lr_classifier`` f_C and the heads; a zero
     learning rate freezes that part. ``patches`` places stage I's patches: ``random`` (the paper), or
-    ``oracle`` / ``center`` / ``none`` (global-only) for the benchmark's reference classifiers.
+    ``oracle`` / ``center`` / ``none`` (global-only) for the benchmark's reference classifiers. ``dropout``
+    replaces the model's dropout rate (:attr:`ModelConfig.dropout`, every dropout layer) while this stage
+    trains, and the rate is put back when it ends; None keeps the model's.
     """
 
     epochs: int = 50
@@ -55,6 +61,7 @@ class StageConfig:
     weight_decay: float = 1e-4
     patches: str = "random"
     frames: int | None = None  # frames per video in this stage (None: the data's T); the CPU warm-up uses fewer
+    dropout: float | None = None  # this stage's dropout rate (None: the model's)
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,11 @@ class PolicyConfig:
     minibatches: int = 1  # PPO minibatches per update (the paper: the whole batch at once)
     vf_coef: float = 0.5
     ent_coef: float = 0.01
-    features_dim: int = 1024  # width of pi's hidden layer (the paper's 1024)
+    features_dim: int = 1024  # width of pi's hidden layer, and of its GRU in gru_ppo / paper_ppo (the paper's 1024)
     conv_channels: int = 32  # pi's 1x1 conv on f_G's map
+    glance_norm: bool = True  # normalise f_G's map before pi's conv (needed by an untrained f_G; the authors' pi has none)
+    action_std: float | None = None  # continuous gru_ppo / paper_ppo: the authors' sigmoid mean with this fixed std
+    # (a fraction of the corner's range S - P; their Sth-Sth scripts use 0.25); None: SB3's learned log-std
     checkpoint_every: int = 10  # updates between stage II checkpoints (a crashed run resumes from the last one)
     seed: int | None = None  # stage II's own seed (the algorithm, the env slots, the video order); None: the run's.
     # Seeds of pi compared from one stage I: --policy.seed S --from RUN reuses RUN's warm-up and stage I
@@ -99,19 +109,24 @@ class RunConfig:
 
 
 def _activitynet() -> RunConfig:
-    """Section 4.1, ActivityNet v1.3 / FCVID: mAP; stage III lr 5e-3; pi trained by PPO as the authors update
+    """Section 4.1, ActivityNet v1.3 / FCVID: mAP; stage III lr 5e-3; the paper's pi (its own GRU over f_G's
+    maps, no f_C state in its observation, no normalisation of the map) trained by PPO as the authors update
     it (``paper_ppo``: normalised returns, no gradient clipping, Adam eps 1e-8)."""
-    return RunConfig(preset="activitynet", model=ModelConfig(num_classes=200), policy=PolicyConfig(algo="paper_ppo"))
+    return RunConfig(preset="activitynet", model=ModelConfig(num_classes=200),
+                     policy=PolicyConfig(algo="paper_ppo", glance_norm=False), env=EnvConfig(observe_memory=False),
+                     data=DataConfig(list_format="activitynet"))
 
 
 def _fcvid() -> RunConfig:
-    return replace(_activitynet(), preset="fcvid", model=ModelConfig(num_classes=239))
+    base = _activitynet()
+    return replace(base, preset="fcvid", model=ModelConfig(num_classes=239), data=replace(base.data, list_format="fcvid"))
 
 
 def _minikinetics() -> RunConfig:
     """Section 4.1, Mini-Kinetics: stage III lr 5e-4."""
     base = _activitynet()
-    return replace(base, preset="minikinetics", stage3=replace(base.stage3, lr_classifier=5e-4))
+    return replace(base, preset="minikinetics", stage3=replace(base.stage3, lr_classifier=5e-4),
+                   data=replace(base.data, list_format="minikinetics"))
 
 
 def _sthsth() -> RunConfig:
@@ -119,9 +134,20 @@ def _sthsth() -> RunConfig:
 
     f_G TSM-MobileNet-V2 on 8 glance frames, f_L TSM-ResNet-50 on 12 patches of P = 144 at one place per clip
     ("8+12"), f_C linear; the warm-up trains both as TSM models on whole frames (the TSM recipe: 50 epochs,
-    lr 0.01); stage I 1e-5 (f_L) / 0.01 (f_C) for 10 epochs; stage III 5e-4; pi continuous (one Gaussian
-    patch centre per clip); no horizontal flip (it changes these datasets' labels); the V1 annotation files
-    (``--data.list_format sthv2`` for V2). The TSM+ baseline is the same run's ``tsm_plus`` stage.
+    lr 0.01); pi continuous (one Gaussian patch centre per clip); no horizontal flip (it changes these
+    datasets' labels); the V1 annotation files (``--data.list_format sthv2`` for V2). The TSM+ baseline is the
+    same run's ``tsm_plus`` stage (on stage I's settings).
+
+    As the authors' Something-Something code runs it (``Experiments on Something-Something V1&V2``):
+    the 8 glance and the 12 focus frames are two independent TSN samplings of the whole video
+    (``ops/dataset.py``; random offset per segment in training, segment centres at validation), and a video
+    too short for the segments is read as its first frame repeated (``short_videos="first"``); stage I
+    (``train_stage1.sh``): 10 epochs, batch 64, 1e-5 (f_L) / 0.01 (f_C), dropout 0.5; stage III
+    (``train_stage3.sh``): 10 epochs, batch 32, f_L frozen (backbone_lr 0), 5e-4 for f_C (fc_lr), dropout 0.
+    Their ``adjust_learning_rate`` (``basic_tools/utils.py``) sets only the optimizer's first two groups:
+    backbone_lr on f_L's first conv and fc_lr on f_L's (empty) first-conv-bias group, leaving f_L's other groups
+    and f_C's at SGD's lr 0; here backbone_lr trains f_L and fc_lr f_C, as the names and their "FC LR" log
+    line (the last group's lr) mean them.
     """
     base = _activitynet()
     tsm = 1 / 8  # TSM's shift: 1/8 of the channels each way
@@ -129,11 +155,12 @@ def _sthsth() -> RunConfig:
                         local_encoder=EncoderSpec("resnet50", "imagenet", shift=tsm),
                         num_classes=174, patch_size=144, glance_frames=8)
     return replace(base, preset="sthsth", model=model,
-                   data=replace(base.data, frames=12, flip=False, list_format="sthv1"),
+                   data=replace(base.data, frames=12, flip=False, list_format="sthv1", short_videos="first"),
                    warmup=StageConfig(epochs=50, lr_global=0.01, lr_local=0.01, lr_classifier=0.01),
-                   stage1=replace(base.stage1, epochs=10, lr_local=1e-5, lr_classifier=0.01),
-                   stage3=replace(base.stage3, lr_classifier=5e-4),
-                   env=EnvConfig(action="continuous"))
+                   stage1=replace(base.stage1, epochs=10, lr_local=1e-5, lr_classifier=0.01, dropout=0.5),
+                   stage3=replace(base.stage3, lr_local=0.0, lr_classifier=5e-4, batch_size=32, dropout=0.0),
+                   env=replace(base.env, action="continuous"),
+                   policy=replace(base.policy, conv_channels=64))  # their continuous pi's encoder: 64 channels
 
 
 def _jester() -> RunConfig:
@@ -195,8 +222,9 @@ def _synthetic_tsm() -> RunConfig:
     """Section 4.2 on the CPU: clip-level AdaFocus with TSM backbones on the synthetic motion variant.
 
     The class is (texture, drift direction), so f_L must compare frames; the target drifts slowly (1 px per
-    frame), so one 48 x 48 patch per clip can hold it. "4+8" frames (f_G on 4, f_L on 8 patches), the
-    ``synthetic`` backbones with 1/8 of the channels shifted each way, no flip (it reverses directions).
+    frame), so one 48 x 48 patch per clip can hold it. "4+8" frames (f_G on 4, f_L on 8 patches; as in
+    ``sthsth``, two independent TSN samplings of the 16 frames), the ``synthetic`` backbones with 1/8 of the
+    channels shifted each way, no flip (it reverses directions).
     As in ``synthetic``, f_G keeps its random initialisation (see there), so f_G's head is untrained and its
     averaged logits are a near-constant bias in f_C. Stage I places the patch on the annotated target
     (``oracle``): with random patches it stayed at chance (0.10 to 0.14 validation top-1 over its first 6

@@ -11,23 +11,44 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torchmetrics.functional.classification import multiclass_average_precision
+from torchmetrics.functional.classification import multiclass_average_precision, multilabel_average_precision
 
 from adafocus.agents import FocusAgent
 from adafocus.backbones import evaluating
-from adafocus.data.clips import ClipSet
+from adafocus.data.clips import ClipSet, multi_hot
 from adafocus.envs import FocusEpisodes
 from adafocus.envs.episodes import EpisodeBatch
 
 
 @dataclass
 class Rollout:
-    """One policy over V videos: logits (V, T, K) after every step, patch corners (V, T, 2) or None."""
+    """One policy over V videos: logits (V, T, K) after every step, patch corners (V, T, 2) or None;
+    ``all_labels`` (V, L) every label of each video, padded with -1, for multi-label mAP (see ClipSet)."""
 
     logits: torch.Tensor
     labels: torch.Tensor
     corners: torch.Tensor | None
     seconds: float
+    all_labels: torch.Tensor | None = None
+
+
+def mean_average_precision(probs: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None = None) -> float:
+    """mAP of class scores ``probs`` (V, K): per class, the average precision of ranking the videos by its
+    score, averaged over the classes that occur.
+
+    Single-label data (``targets`` None): each video counts for its class ``labels`` (V,). Multi-label
+    data: ``targets`` is the bool (V, K) matrix of each video's classes (:func:`multi_hot`), so a video
+    counts as a positive of every class it carries, as in the authors' FCVID evaluation (``cal_map``).
+    Classes no video carries have no average precision and are left out of the mean in both cases (the
+    authors divide by all K, the same when every class occurs in the evaluated split).
+    """
+    if targets is None:
+        return float(multiclass_average_precision(probs, labels, probs.shape[-1], average="macro"))
+    present = targets.any(0)
+    if not present.any():
+        return float("nan")
+    return float(multilabel_average_precision(probs[:, present], targets[:, present].long(), int(present.sum()),
+                                              average="macro"))
 
 
 @dataclass
@@ -72,7 +93,7 @@ def rollout(episodes: FocusEpisodes, agent: FocusAgent, batch_size: int = 64) ->
             for start in range(0, episodes.num_videos, batch_size)]
     _synchronize(episodes.device)
     return Rollout(torch.cat([r[0] for r in runs]), episodes.clips.labels, torch.cat([r[1] for r in runs]),
-                   time.perf_counter() - began)
+                   time.perf_counter() - began, episodes.clips.all_labels)
 
 
 @torch.no_grad()
@@ -85,7 +106,8 @@ def clip_rollout(classify: Callable[[torch.Tensor], torch.Tensor], model: nn.Mod
     with evaluating(model):
         logits = torch.cat([classify(clips.frames[i:i + batch_size].to(device)) for i in range(0, len(clips), batch_size)])
     _synchronize(device)
-    return Rollout(logits[:, None].expand(-1, steps, -1), clips.labels.to(device), None, time.perf_counter() - began)
+    return Rollout(logits[:, None].expand(-1, steps, -1), clips.labels.to(device), None, time.perf_counter() - began,
+                   clips.all_labels)
 
 
 def exit_steps(logits: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -143,13 +165,15 @@ def focus_hits(corners: torch.Tensor, boxes: torch.Tensor, patch_size: int) -> t
 
 class RolloutStats:
     """One policy's results accumulated batch by batch, so an evaluation never holds the clips: the last
-    step's logits (V, K) for top-1 and mAP, each threshold's exit steps and hits for the early-exit curve,
-    the patch corners (V, T, 2) for the heatmaps, focus hits against the target boxes, and the seconds spent."""
+    step's logits (V, K) for top-1 and mAP (with every video's classes where the data is multi-label), each
+    threshold's exit steps and hits for the early-exit curve, the patch corners (V, T, 2) for the heatmaps,
+    focus hits against the target boxes, and the seconds spent."""
 
     def __init__(self, thresholds: torch.Tensor = EXIT_THRESHOLDS) -> None:
         self.thresholds = thresholds
         self.final: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor | None] = []  # per batch, bool (B, K) classes of each video, or None
         self.corners: list[torch.Tensor] = []
         self.exit_steps = torch.zeros(len(thresholds), dtype=torch.float64)
         self.exit_correct = torch.zeros(len(thresholds), dtype=torch.float64)
@@ -162,13 +186,16 @@ class RolloutStats:
         return sum(len(x) for x in self.labels)
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor, corners: torch.Tensor | None = None,
-            boxes: torch.Tensor | None = None, patch_size: int | None = None, seconds: float = 0.0) -> "RolloutStats":
+            boxes: torch.Tensor | None = None, patch_size: int | None = None, seconds: float = 0.0,
+            all_labels: torch.Tensor | None = None) -> "RolloutStats":
         """One batch: logits (B, T, K) after every step, labels (B,), patch corners (B, T, 2) and target
-        boxes (B, T, 4) when known."""
+        boxes (B, T, 4) when known, and every label of each video (B, L), padded with -1, for multi-label
+        data (top-1 stays on ``labels``, mAP counts them all)."""
         logits, labels = logits.float(), labels.to(logits.device)
         self.num_steps = logits.shape[1]
         self.final.append(logits[:, -1].cpu())
         self.labels.append(labels.cpu())
+        self.targets.append(None if all_labels is None else multi_hot(all_labels.cpu(), logits.shape[-1]))
         steps, correct = _exit_sums(logits, labels, self.thresholds)
         self.exit_steps += steps
         self.exit_correct += correct
@@ -187,9 +214,12 @@ class RolloutStats:
     def result(self, step_gmacs: float, curve: bool = True) -> PolicyResult:
         """Top-1 and mAP of the last step's prediction, GFLOPs, throughput, focus hits and the exit curve."""
         final, labels = torch.cat(self.final), torch.cat(self.labels)
+        if any(t is None for t in self.targets) and not all(t is None for t in self.targets):
+            raise ValueError("some batches carry every label of their videos (all_labels) and others do not")
+        targets = None if not self.targets or self.targets[0] is None else torch.cat(self.targets)
         result = PolicyResult(
             top1=float((final.argmax(-1) == labels).float().mean()),
-            mAP=float(multiclass_average_precision(final.softmax(-1), labels, final.shape[-1], average="macro")),
+            mAP=mean_average_precision(final.softmax(-1), labels, targets),
             gflops_per_video=step_gmacs * self.num_steps,
             videos_per_second=len(labels) / max(self.seconds, 1e-9),
         )
@@ -203,5 +233,5 @@ class RolloutStats:
 def summarize(run: Rollout, step_gmacs: float, boxes: torch.Tensor | None = None,
               patch_size: int | None = None, curve: bool = True) -> PolicyResult:
     """Top-1 and mAP of the last step's prediction, GFLOPs, throughput, focus hits and the exit curve."""
-    stats = RolloutStats().add(run.logits, run.labels, run.corners, boxes, patch_size, run.seconds)
+    stats = RolloutStats().add(run.logits, run.labels, run.corners, boxes, patch_size, run.seconds, run.all_labels)
     return stats.result(step_gmacs, curve)

@@ -28,6 +28,7 @@ from adafocus.backbones import (AdaFocusModel, ClipFocusModel, StepCost, clip_co
 from adafocus.data.clips import ClipSet, VideoSource
 from adafocus.data.video import collate_videos
 from adafocus.envs import AdaFocusVecEnv, ClipEpisodes, EnvConfig, FocusEpisodes
+from adafocus.envs.clip_episodes import focus_part
 
 from . import checkpoint, plotting, provenance
 from .config import RunConfig, to_dict
@@ -305,7 +306,8 @@ def evaluate_run(config: RunConfig, model_checkpoint: Path, policy: Path | None,
         env_config = policy_env_config(config, policy)
         agents["learned"] = load_agent(policy, config.policy.algo, device)
     episodes = make_episodes(model, None, replace(env_config, reward="conf"), device, num_frames=frames)
-    agents.update(random=RandomAgent(episodes.action_space, config.seed, model.frame_shape, model.config.patch_size),
+    agents.update(random=RandomAgent(episodes.action_space, config.seed, model.frame_shape, model.config.patch_size,
+                                     env_config),
                   center=CenterAgent(episodes.action_space))
     if paths.annotation_root is not None:
         agents["oracle"] = OracleAgent(episodes)
@@ -324,14 +326,17 @@ def evaluate_run(config: RunConfig, model_checkpoint: Path, policy: Path | None,
         pick = torch.tensor([i - seen for i in keep if seen <= i < seen + len(batch)], dtype=torch.long)
         for name, agent in agents.items():
             (logits, corners), seconds = _timed(device, play, episodes, agent)
-            stats[name].add(logits, batch.labels, corners, batch.boxes, model.config.patch_size, seconds + load_seconds)
+            stats[name].add(logits, batch.labels, corners, batch.boxes, model.config.patch_size, seconds + load_seconds,
+                            batch.all_labels)
             shown[name].append((logits[pick.to(logits.device)].cpu(), corners[pick.to(corners.device)].cpu()))
         for name, classify in baselines.items():
             logits, seconds = _timed(device, classify, episodes)
-            stats[name].add(logits, batch.labels, seconds=seconds)
+            stats[name].add(logits, batch.labels, seconds=seconds, all_labels=batch.all_labels)
             shown[name].append((logits[pick.to(logits.device)].cpu(), None))
         if len(pick):
-            kept.append(batch.subset(pick.to(batch.frames.device)).to("cpu"))
+            shown_clips = batch.subset(pick.to(batch.frames.device)).to("cpu")
+            # clip level: the pictures show the focus frames, which the one patch is read from
+            kept.append(focus_part(shown_clips, model.glance_frames) if clip else shown_clips)
         seen += len(batch)
     if not seen:
         raise ValueError(f"no video of the {split} split could be evaluated")
@@ -372,8 +377,7 @@ def _baselines(config: RunConfig, model: Model, warmup: Path | None, tsm_plus: P
         rows["global_only"] = lambda ep: clip_rollout(model.classify_global_frames, model, ep.clips).logits
         if warmup is not None:
             tsm = build_model(config, warmup, device)
-            glance = lambda frames: tsm.classify_full_frames(frames[:, tsm.glance_index(frames.shape[1])])  # noqa: E731
-            rows["tsm"] = lambda ep: clip_rollout(glance, tsm, ep.clips).logits
+            rows["tsm"] = lambda ep: clip_rollout(tsm.classify_tsm, tsm, ep.clips).logits
         if tsm_plus is not None:
             plus = build_model(config, tsm_plus, device)
             rows["tsm_plus"] = lambda ep: clip_rollout(plus.classify_tsm_plus, plus, ep.clips).logits

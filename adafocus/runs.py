@@ -48,7 +48,8 @@ def data_paths(config: RunConfig, progress: bool = True) -> DataPaths:
 def video_dataset(config: RunConfig, paths: DataPaths, split: str, train: bool,
                   frames: int | None = None, cache: bool | None = None) -> VideoDataset:
     """The shared VideoDataset for ``split`` ("train" or "val"); ``train`` picks random sampling and augmentation;
-    ``frames`` overrides the number of sampled frames T, ``cache`` the data config's ``cache_videos``."""
+    ``frames`` overrides the number of sampled frames T, ``cache`` the data config's ``cache_videos``. For the
+    clip-level model each item also carries ``model.glance_frames`` glance frames, sampled on their own, first."""
     data = config.data
     if data.list_format in LABEL_SENSITIVE_TO_FLIP and data.flip and data.augment and train:
         raise ValueError(f"--data.flip is on, but flipping changes {data.list_format}'s labels (left/right "
@@ -62,6 +63,7 @@ def video_dataset(config: RunConfig, paths: DataPaths, split: str, train: bool,
                         label_file=data.label_file,
                         annotation_root=paths.annotation_root, transform=transform,
                         skip_corrupt=data.skip_corrupt, seed=config.seed, short_videos=data.short_videos,
+                        glance_frames=config.model.glance_frames or 0,  # clip level: f_G's own G frames first
                         cache_videos=data.cache_videos if cache is None else cache)
 
 

@@ -102,8 +102,9 @@ class PatchTask(StageTask):
 
 class ClipPatchTask(StageTask):
     """Stage I of clip-level AdaFocus (Section 4.2): f_L and f_C's linear layer on one patch per clip, placed
-    ``random`` (the paper), ``oracle`` (the target's mean box) or ``center``; ``full`` trains the same
-    networks on whole frames instead: the TSM+ baseline. f_G and its head stay frozen.
+    ``random`` (the paper), ``oracle`` (the target's mean box over the focus frames) or ``center``; ``full``
+    trains the same networks on whole glance frames instead: the TSM+ baseline. f_G and its head stay frozen.
+    Batches hold clips of G glance frames then T focus frames (:meth:`ClipFocusModel.split`).
     """
 
     PLACEMENTS = ("random", "oracle", "center", "full")
@@ -128,7 +129,8 @@ class ClipPatchTask(StageTask):
         if self.placement == "oracle":
             if boxes is None:
                 raise ValueError("oracle patches need target boxes (annotated, synthetic videos)")
-            centres = ((boxes[..., :2] + boxes[..., 2:]) / 2).mean(dim=1) / torch.tensor([w, h], device=frames.device)
+            focus = boxes[:, self.model.glance_frames:]  # the patch is read from the focus frames only
+            centres = ((focus[..., :2] + focus[..., 2:]) / 2).mean(dim=1) / torch.tensor([w, h], device=frames.device)
         else:
             centres = torch.full((b, 2), 0.5, device=frames.device)
         return patch_corners(centres, (h, w), p)
@@ -171,6 +173,7 @@ class PolicyTask(StageTask):
         with torch.no_grad(), evaluating(self.model.classifier):
             episodes.load(ClipSet.from_batch(batch))
             obs, local = episodes.begin(torch.arange(episodes.num_videos)), []
+            self.agent.reset(episodes.num_envs)  # a recurrent pi starts each video from its zero state
             for _ in range(episodes.num_steps):
                 result = episodes.step(self.agent.act(obs, deterministic=True))
                 obs = result.observation

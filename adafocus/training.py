@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 import json
 import math
 import os
@@ -25,8 +27,11 @@ from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAveragePrecision
 from tqdm.auto import tqdm
 
+from adafocus.data.clips import multi_hot
+
 from .checkpoint import check_architecture, load, save_atomic
 from .config import StageConfig
+from .evaluation import mean_average_precision
 
 
 class StageTask(nn.Module, ABC):
@@ -94,18 +99,30 @@ class Metrics:
 
     The predictions are gathered here rather than by torchmetrics' own sync: that issues fewer collectives
     on a rank that saw no valid batch (all skipped as corrupt), which then aborts or hangs the others.
+    With ``multi_label`` (data whose mAP counts every label of a video, FCVID) each batch also gives every
+    video's labels, and mAP counts them all (:func:`~adafocus.evaluation.mean_average_precision`); top-1
+    stays on the first label.
     """
 
-    def __init__(self, num_classes: int, device: torch.device, world_size: int = 1) -> None:
+    def __init__(self, num_classes: int, device: torch.device, world_size: int = 1, multi_label: bool = False) -> None:
         self.top1 = MulticlassAccuracy(num_classes, average="micro", sync_on_compute=False).to(device)
         self.map = MulticlassAveragePrecision(num_classes, average="macro", sync_on_compute=False).to(device)
         self.num_classes, self.device, self.world_size = num_classes, device, world_size
+        self.multi_label = multi_label
         self.probs: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []  # multi_label: uint8 (B, K) classes of each video
 
-    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, all_labels: torch.Tensor | None = None) -> None:
+        """One batch: logits (B, K), labels (B,) and, for multi-label data, every label (B, L) padded with -1."""
+        if self.multi_label != (all_labels is not None):
+            raise ValueError("multi-label metrics need every video's labels (all_labels) with each batch"
+                             if self.multi_label else "all_labels given to single-label metrics")
         self.probs.append(logits.float().softmax(-1))
         self.labels.append(labels)
+        if all_labels is not None:
+            # uint8 rather than bool: the gather below goes through all_gather
+            self.targets.append(multi_hot(all_labels, self.num_classes).to(torch.uint8))
 
     def compute(self) -> dict[str, float]:
         probs = torch.cat(self.probs) if self.probs else torch.empty(0, self.num_classes, device=self.device)
@@ -113,6 +130,12 @@ class Metrics:
         if self.world_size > 1:
             probs, labels = _gather_rows(probs, self.world_size), _gather_rows(labels, self.world_size)
         self.top1.update(probs, labels)
+        if self.multi_label:
+            targets = torch.cat(self.targets) if self.targets else \
+                torch.empty(0, self.num_classes, dtype=torch.uint8, device=self.device)
+            if self.world_size > 1:
+                targets = _gather_rows(targets, self.world_size)
+            return {"top1": float(self.top1.compute()), "mAP": mean_average_precision(probs, labels, targets.bool())}
         self.map.update(probs, labels)
         return {"top1": float(self.top1.compute()), "mAP": float(self.map.compute())}
 
@@ -130,11 +153,37 @@ def _gather_rows(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
     return torch.cat([part[:n] for part, n in zip(parts, rows)])
 
 
+@contextmanager
+def stage_dropout(model: nn.Module, rate: float | None) -> Iterator[None]:
+    """Every dropout layer of ``model`` at ``rate`` inside the block, then back at the rate each had before,
+    even when the block raises: a stage's own dropout never reaches the next stage. None changes nothing.
+
+    All of an AdaFocus network's dropout layers are the ones :attr:`ModelConfig.dropout` sets (f_C's and
+    the heads'), so this is that rate, for one stage.
+    """
+    if rate is None:
+        yield
+        return
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"a stage's dropout must be in [0, 1), got {rate}")
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    before = [m.p for m in layers]
+    for m in layers:
+        m.p = rate
+    try:
+        yield
+    finally:
+        for m, p in zip(layers, before):
+            m.p = p
+
+
 def train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_set: Dataset, out: Path,
                 env: Environment, num_classes: int, seed: int, config: dict[str, Any],
                 collate=None, workers: int = 0, resume: bool = False, progress: bool = True,
                 name: str = "stage", batch_option: str | None = None) -> dict[str, float]:
     """Train ``task`` for ``stage.epochs`` epochs; write ``out/checkpoint.pt`` after every epoch.
+
+    ``stage.dropout`` (when set) is the model's dropout rate for this stage only (:func:`stage_dropout`).
 
     With ``resume`` an interrupted run continues from its last checkpoint; because every epoch reseeds
     its randomness from (seed, epoch, rank), the resumed run ends where an uninterrupted one would.
@@ -144,6 +193,14 @@ def train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_set
     ``batch_option`` names the option that sets ``stage.batch_size`` in that error (default
     ``--<name>.batch_size`` for the pipeline's stages). Returns the last epoch's validation metrics.
     """
+    with stage_dropout(task.model, stage.dropout):
+        return _train_stage(task, stage, train_set, val_set, out, env, num_classes, seed, config, collate, workers,
+                            resume, progress, name, batch_option)
+
+
+def _train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_set: Dataset, out: Path,
+                 env: Environment, num_classes: int, seed: int, config: dict[str, Any], collate, workers: int,
+                 resume: bool, progress: bool, name: str, batch_option: str | None) -> dict[str, float]:
     out = Path(out)
     _check_batch_fits(train_set, stage.batch_size, env.world_size, batch_option or _batch_option(name))
     task.to(env.device)
@@ -254,7 +311,9 @@ def evaluate_task(model: nn.Module, loader: Iterable, env: Environment, num_clas
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
     model.eval()
-    metrics = Metrics(num_classes, env.device, env.world_size)
+    # Decided by the dataset, not by the batches, so that every rank agrees (one may see no valid batch).
+    multi_label = getattr(getattr(loader, "dataset", None), "label_width", 0) > 0
+    metrics = Metrics(num_classes, env.device, env.world_size, multi_label)
     for batch in loader:
         batch.pop("skipped", 0)
         if "label" not in batch:
@@ -262,7 +321,7 @@ def evaluate_task(model: nn.Module, loader: Iterable, env: Environment, num_clas
         batch = _to_device(batch, env.device)
         with amp:
             _, logits, labels = model(batch)
-        metrics.update(logits, labels)
+        metrics.update(logits, labels, batch.get("all_labels"))
     return metrics.compute()
 
 

@@ -1,10 +1,13 @@
 """Clip-level AdaFocus, the paper's Section 4.2 (AdaFocus-TSM on Something-Something and Jester).
 
-A clip of T frames (12 in the paper) is loaded once; f_G reads ``glance_frames`` of them (8, spread evenly)
-as whole frames; pi reads f_G's maps of those frames and picks ONE patch centre for the whole clip; f_L reads
-the patch at that place in every one of the T frames; f_C is linear: a linear layer on f_L's averaged
-features plus f_G's averaged logits (no GRU). f_G and f_L are usually TSM networks
-(:attr:`EncoderSpec.shift`), which see each clip's frames together.
+f_G and f_L read different frames of the video, sampled independently as the authors' loader samples them:
+G = ``glance_frames`` frames (8 in the paper) for f_G and T frames (12) for f_L, each one frame per equal
+segment of the whole video (TSN). A clip therefore holds G + T frames, **the G glance frames first, then the
+T focus frames** (:meth:`ClipFocusModel.split`); :class:`~adafocus.data.video.VideoDataset` loads clips in
+this order when given ``glance_frames``. f_G reads its G frames whole; pi reads f_G's maps of them and picks
+ONE patch centre for the whole clip; f_L reads the patch at that place in every one of the T focus frames;
+f_C is linear: a linear layer on f_L's averaged features plus f_G's averaged logits (no GRU). f_G and f_L are
+usually TSM networks (:attr:`EncoderSpec.shift`), which see each clip's frames together.
 """
 from __future__ import annotations
 
@@ -35,14 +38,17 @@ class ClipFocusModel(_FocusNetwork):
     def glance_frames(self) -> int:
         return self.config.glance_frames
 
-    def glance_index(self, frames: int) -> torch.Tensor:
-        """Which of a clip's ``frames`` f_G reads: ``glance_frames`` spread evenly (all when there are fewer)."""
-        count = min(self.glance_frames, frames)
-        return torch.linspace(0, frames - 1, count).round().long()
+    def split(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A clip (B, G + T, ...) -> its glance frames (B, G, ...) for f_G and focus frames (B, T, ...) for f_L."""
+        g = self.glance_frames
+        if frames.dim() < 2 or frames.shape[1] <= g:
+            raise ValueError(f"clips must hold the {g} glance frames and then at least one focus frame, got "
+                             f"{frames.shape[1] if frames.dim() >= 2 else 0} frames")
+        return frames[:, :g], frames[:, g:]
 
     def glance(self, frames: torch.Tensor) -> torch.Tensor:
-        """f_G over the glance frames: uint8 (B, T, 3, H, W) -> maps (B, G, C, h, w), G = glance frames."""
-        picked = frames[:, self.glance_index(frames.shape[1]).to(frames.device)]
+        """f_G over the glance frames: uint8 clips (B, G + T, 3, H, W) -> maps (B, G, C, h, w)."""
+        picked = self.split(frames)[0]
         b, g = picked.shape[:2]
         return self.global_encoder.forward_map(self.global_view(picked.flatten(0, 1)), g).unflatten(0, (b, g))
 
@@ -51,8 +57,8 @@ class ClipFocusModel(_FocusNetwork):
         return self.global_head(maps.mean(dim=(-2, -1))).mean(dim=1)
 
     def focus(self, frames: torch.Tensor, corners: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """f_L on one patch per clip, in all its frames: frames (M, 3, H, W), corners (N, 2), ``index`` (N, T)
-        rows of ``frames`` that make clip n -> features (N, T, D_L)."""
+        """f_L on one patch per clip, in all its focus frames: frames (M, 3, H, W), corners (N, 2), ``index``
+        (N, T) rows of ``frames`` that are clip n's focus frames -> features (N, T, D_L)."""
         n, t = index.shape
         patches = crop_patches(frames, corners.repeat_interleave(t, dim=0), self.config.patch_size, index.flatten())
         return self.local_encoder(normalize(patches), t).unflatten(0, (n, t))
@@ -62,24 +68,29 @@ class ClipFocusModel(_FocusNetwork):
         return self.classifier(local.mean(dim=1)) + global_logits
 
     def classify_patches(self, frames: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
-        """The whole model on clips (B, T, 3, H, W) with one patch corner (B, 2) each -> logits (B, K)."""
-        b, t = frames.shape[:2]
-        index = torch.arange(b * t, device=frames.device).view(b, t)
+        """The whole model on clips (B, G + T, 3, H, W) with one patch corner (B, 2) each -> logits (B, K)."""
+        b, n = frames.shape[:2]
+        index = torch.arange(b * n, device=frames.device).view(b, n)[:, self.glance_frames:]  # the focus frames
         return self.classify(self.global_logits(self.glance(frames)), self.focus(frames.flatten(0, 1), corners, index))
 
+    def _whole_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """f_L on whole frames (B, n, 3, H, W), the n frames as one TSM clip -> features (B, n, D_L)."""
+        b, n = frames.shape[:2]
+        return self.local_encoder(normalize(frames.flatten(0, 1)), n).unflatten(0, (b, n))
+
     def classify_tsm_plus(self, frames: torch.Tensor) -> torch.Tensor:
-        """TSM+: f_L on the glance frames at full resolution, fused with f_G like f_C: (B, T, ...) -> (B, K)."""
-        picked = frames[:, self.glance_index(frames.shape[1]).to(frames.device)]
-        b, g = picked.shape[:2]
-        local = self.local_encoder(normalize(picked.flatten(0, 1)), g).unflatten(0, (b, g))
-        return self.classify(self.global_logits(self.glance(frames)), local)
+        """TSM+: f_L on the glance frames at full resolution, fused with f_G like f_C: (B, G + T, ...) -> (B, K)."""
+        return self.classify(self.global_logits(self.glance(frames)), self._whole_frames(self.split(frames)[0]))
+
+    def classify_tsm(self, frames: torch.Tensor) -> torch.Tensor:
+        """The TSM baseline: f_L with its full-frame head on the whole glance frames: (B, G + T, ...) -> (B, K)."""
+        return self.local_head(self._whole_frames(self.split(frames)[0]).mean(dim=1))
 
     def classify_full_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """f_L as a TSM classifier on every whole frame of the clip (the warm-up; the TSM baseline):
-        (B, T, 3, H, W) -> (B, K)."""
-        b, t = frames.shape[:2]
-        return self.local_head(self.local_encoder(normalize(frames.flatten(0, 1)), t).unflatten(0, (b, t)).mean(dim=1))
+        """f_L as a TSM classifier on every whole focus frame of the clip (the warm-up):
+        (B, G + T, 3, H, W) -> (B, K)."""
+        return self.local_head(self._whole_frames(self.split(frames)[1]).mean(dim=1))
 
     def classify_global_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """f_G as a classifier on its glance frames (the warm-up): (B, T, 3, H, W) -> (B, K)."""
+        """f_G as a classifier on its glance frames (the warm-up): (B, G + T, 3, H, W) -> (B, K)."""
         return self.global_logits(self.glance(frames))

@@ -76,11 +76,11 @@ def step_cost(model: AdaFocusModel, policy: nn.Module | None = None,
 
 def clip_cost(model: ClipFocusModel, frames: int, policy: nn.Module | None = None,
               policy_inputs: tuple[torch.Tensor, ...] = ()) -> StepCost:
-    """GMACs per clip of clip-level AdaFocus (Section 4.2): f_G on the glance frames, f_L on ``frames``
+    """GMACs per clip of clip-level AdaFocus (Section 4.2): f_G on its G glance frames, f_L on ``frames`` (T)
     patches, f_C's linear layer and pi (the whole clip is one step)."""
     cfg = model.config
     device = next(model.parameters()).device
-    glance = len(model.glance_index(frames))
+    glance = model.glance_frames
     with evaluating(model, policy):
         return StepCost(
             global_encoder=count_gmacs(lambda x: model.global_logits(model.global_encoder.forward_map(x, glance)[None]),
@@ -93,14 +93,13 @@ def clip_cost(model: ClipFocusModel, frames: int, policy: nn.Module | None = Non
 
 
 def tsm_costs(model: ClipFocusModel, frames: int) -> dict[str, float]:
-    """GMACs per clip of the clip model's baselines: ``tsm`` (f_L on the glance frames, whole), ``tsm_plus``
-    (that plus f_G, fused as f_C fuses) and ``global_only`` (f_G and its head)."""
+    """GMACs per clip of the clip model's baselines: ``tsm`` (f_L on the G glance frames, whole), ``tsm_plus``
+    (that plus f_G, fused as f_C fuses) and ``global_only`` (f_G and its head); ``frames`` is T."""
     size = model.config.frame_size
     device = next(model.parameters()).device
-    clip = torch.zeros(1, frames, 3, size, size, dtype=torch.uint8, device=device)
-    glance = clip[:, model.glance_index(frames)]
+    clip = torch.zeros(1, model.glance_frames + frames, 3, size, size, dtype=torch.uint8, device=device)
     with evaluating(model):
-        return {"tsm": count_gmacs(model.classify_full_frames, glance),
+        return {"tsm": count_gmacs(model.classify_tsm, clip),
                 "tsm_plus": count_gmacs(model.classify_tsm_plus, clip),
                 "global_only": count_gmacs(model.classify_global_frames, clip)}
 

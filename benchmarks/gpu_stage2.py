@@ -77,6 +77,7 @@ def run_config(args: argparse.Namespace) -> tuple[RunConfig, SyntheticConfig]:
     data = generate(syn, progress=False)  # cached under $ADAFOCUS_CACHE after --part data
     config = replace(config, device=args.device,
                      data=replace(config.data, train_list=str(data.train_list), val_list=str(data.val_list),
+                                  list_format="auto", image_template=None,  # the generator's lists, not the preset's
                                   annotation_root=str(data.annotation_root), stream=True, cache_videos=False,
                                   workers=config.data.workers if args.workers is None else args.workers),
                      policy=replace(config.policy, total_timesteps=args.steps, n_envs=args.n_envs,

@@ -19,7 +19,9 @@ class ClipSet:
     index: int64 (V,), each video's index in its dataset, or None (then a video is known by its position);
     features: per-video tensors (V, ...) that the frozen network ``features_of`` computed from these frames
     (f_G's maps, computed by the episodes), carried along so that clips held in memory pay f_G once, not once
-    per episode.
+    per episode;
+    all_labels: int64 (V, L), every label of each video padded with -1 (the first being ``labels``), for
+    multi-label data whose mAP counts them all (FCVID), or None: then ``labels`` are the only labels.
     """
 
     frames: torch.Tensor
@@ -29,6 +31,7 @@ class ClipSet:
     index: torch.Tensor | None = None
     features: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
     features_of: object | None = field(default=None, repr=False, compare=False)
+    all_labels: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.frames.dtype != torch.uint8 or self.frames.dim() != 5 or self.frames.shape[2] != 3:
@@ -42,14 +45,18 @@ class ClipSet:
             raise ValueError(f"readable must have shape ({v}, {t}), got {tuple(self.readable.shape)}")
         if self.index is not None and self.index.shape != (v,):
             raise ValueError(f"index must have shape ({v},), got {tuple(self.index.shape)}")
+        if self.all_labels is not None and (self.all_labels.dim() != 2 or self.all_labels.shape[0] != v
+                                            or self.all_labels.shape[1] < 1):
+            raise ValueError(f"all_labels must have shape ({v}, L >= 1), got {tuple(self.all_labels.shape)}")
 
     @classmethod
     def from_batch(cls, batch: dict[str, Any]) -> "ClipSet":
         """A collated :class:`~adafocus.data.video.VideoDataset` batch (``frames``, ``label``, optional
-        ``boxes``, ``readable``, ``index``) as a ClipSet."""
+        ``boxes``, ``readable``, ``index``, ``all_labels``) as a ClipSet."""
         index = batch.get("index")
         return cls(batch["frames"], batch["label"], batch.get("boxes"), batch.get("readable"),
-                   None if index is None else torch.as_tensor(index, dtype=torch.int64))
+                   None if index is None else torch.as_tensor(index, dtype=torch.int64),
+                   all_labels=batch.get("all_labels"))
 
     def __len__(self) -> int:
         return self.frames.shape[0]
@@ -71,7 +78,7 @@ class ClipSet:
         apply = lambda x: None if x is None else fn(x)  # noqa: E731
         features = None if self.features is None else {k: fn(v) for k, v in self.features.items()}
         return ClipSet(fn(self.frames), fn(self.labels), apply(self.boxes), apply(self.readable), apply(self.index),
-                       features, self.features_of)
+                       features, self.features_of, apply(self.all_labels))
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "ClipSet":
         return self._map(lambda x: x.to(device, non_blocking=non_blocking))
@@ -81,7 +88,7 @@ class ClipSet:
 
     def assign(self, rows: torch.Tensor, other: "ClipSet") -> None:
         """Overwrite videos ``rows`` with ``other``'s, in place (views of these tensors stay valid)."""
-        for name in ("frames", "labels", "boxes", "readable", "index"):
+        for name in ("frames", "labels", "boxes", "readable", "index", "all_labels"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if (mine is None) != (theirs is None):
                 raise ValueError(f"cannot assign clips {'with' if theirs is not None else 'without'} {name} "
@@ -98,7 +105,16 @@ class ClipSet:
             values = [getattr(p, name) for p in parts]
             return None if any(v is None for v in values) else torch.cat(values)
         return ClipSet(torch.cat([p.frames for p in parts]), torch.cat([p.labels for p in parts]),
-                       join("boxes"), join("readable"), join("index"))
+                       join("boxes"), join("readable"), join("index"), all_labels=join("all_labels"))
+
+
+def multi_hot(all_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Every video's labels (V, L), padded with -1, as a bool (V, num_classes) matrix of its classes."""
+    if all_labels.numel() and int(all_labels.max()) >= num_classes:
+        raise ValueError(f"label {int(all_labels.max())} outside [0, {num_classes})")
+    hot = torch.zeros(all_labels.shape[0], num_classes + 1, dtype=torch.bool, device=all_labels.device)
+    hot.scatter_(1, torch.where(all_labels >= 0, all_labels, num_classes), True)  # padding -> the extra column
+    return hot[:, :num_classes]
 
 
 class VideoSource(Protocol):

@@ -12,6 +12,11 @@ The datasets' own published annotation files are read too (``list_format`` ``"st
 lists over ``<root>/<id>.webm`` videos (or extracted frame folders ``<root>/<id>/``). Their frame counts
 are not in the lists: each folder's frames are counted once, on first use.
 
+The lists the AdaFocus authors publish for ActivityNet, FCVID and Mini-Kinetics are read as they ship
+(``list_format`` ``"activitynet"``, ``"fcvid"``, ``"minikinetics"``; see :func:`read_official_list`):
+``dir,num_frames,label[,label...]`` (Mini-Kinetics: ``dir num_frames label``) over frame folders
+``<root>/<dir>/image_00001.jpg ...``. A video may carry several labels; the first one is its class.
+
 Paths are relative to ``data_root`` (default: the list file's folder). Every bad input -- a list
 problem, a missing/corrupt/truncated/too short video, a missing frame image or annotation -- raises
 :class:`VideoDataError`, whose message names the file (and the list line where there is one), so a
@@ -41,14 +46,24 @@ from .memory import check_fits
 logger = logging.getLogger(__name__)
 
 Decoder = Literal["decord", "pyav"]
-ListFormat = Literal["auto", "video", "frames", "sthv1", "sthv2", "jester"]
+ListFormat = Literal["auto", "video", "frames", "sthv1", "sthv2", "jester", "activitynet", "fcvid", "minikinetics"]
 Transform = Callable[[torch.Tensor, "torch.Tensor | None"], "tuple[torch.Tensor, torch.Tensor | None]"]
 
 DEFAULT_IMAGE_TEMPLATE = "img_{:05d}.jpg"
 # The datasets' published annotation files (the formats read with a ``label_file``) and the frame names
 # their published frame folders use; other formats (and V2 folders extracted by the user) use the default.
 ANNOTATION_FORMATS = ("sthv1", "sthv2", "jester")
-FORMAT_IMAGE_TEMPLATES = {"sthv1": "{:05d}.jpg", "jester": "{:05d}.jpg"}
+# The AdaFocus authors' lists for ActivityNet, FCVID and Mini-Kinetics (their ops/dataset.py and dataset_config.py):
+# per format, the field separator; all three name frames image_00001.jpg ... (1-based).
+OFFICIAL_SEPARATORS = {"activitynet": ",", "fcvid": ",", "minikinetics": " "}
+OFFICIAL_FORMATS = tuple(OFFICIAL_SEPARATORS)
+# Formats whose mAP counts every label of a video: the authors' FCVID evaluation; their ActivityNet and
+# Mini-Kinetics evaluations count the first label only.
+MULTI_LABEL_MAP_FORMATS = ("fcvid",)
+# The authors' loader drops list entries of fewer frames, from training and validation lists alike.
+OFFICIAL_MIN_FRAMES = 3
+FORMAT_IMAGE_TEMPLATES = {"sthv1": "{:05d}.jpg", "jester": "{:05d}.jpg",
+                          **{name: "image_{:05d}.jpg" for name in OFFICIAL_FORMATS}}
 _DECODERS = ("decord", "pyav")
 
 
@@ -63,7 +78,9 @@ class VideoRecord:
     ``path`` is a video file, or a frame folder when ``num_frames`` is set (``dir num_frames label``
     format) or ``folder`` is (a frame folder whose count is not in the list: counted on first use).
     ``list_file``/``line`` (1-based) say where the entry came from, for error messages; ``line_kind``
-    names what ``line`` counts ("entry" for the items of a JSON list).
+    names what ``line`` counts ("entry" for the items of a JSON list). ``all_labels``: every label of a
+    line that may list several (the ActivityNet / FCVID lists), in list order without repeats, the first
+    being ``label``; None for single-label formats.
     """
 
     path: Path
@@ -73,6 +90,7 @@ class VideoRecord:
     line: int | None = None
     folder: bool = False
     line_kind: str = "line"
+    all_labels: tuple[int, ...] | None = None
 
     @property
     def is_folder(self) -> bool:
@@ -107,19 +125,22 @@ def read_video_list(list_file: str | Path, data_root: str | Path | None = None,
     which takes the format from the field count of the first non-blank line; later lines must match
     it (a mixed list is almost always a path containing a space, better reported than guessed).
     ``"sthv1"``, ``"sthv2"`` and ``"jester"`` read the datasets' published annotation files, with their
-    labels file as ``label_file`` (see :func:`read_annotation_list`).
+    labels file as ``label_file`` (see :func:`read_annotation_list`); ``"activitynet"``, ``"fcvid"`` and
+    ``"minikinetics"`` the AdaFocus authors' lists (see :func:`read_official_list`).
     ``data_root`` defaults to the list file's folder, so a list and its videos can move together.
     Blank lines are skipped. ``num_classes``, when given, bounds the labels to ``[0, num_classes)``.
     """
     list_file = Path(list_file)
     if list_format in ANNOTATION_FORMATS:
         return read_annotation_list(list_file, label_file, list_format, data_root, num_classes)
-    if list_format not in ("auto", "video", "frames"):
-        raise ValueError(f"list_format must be 'auto', 'video', 'frames', 'sthv1', 'sthv2' or 'jester', "
-                         f"got {list_format!r}")
+    if list_format not in ("auto", "video", "frames", *OFFICIAL_FORMATS):
+        raise ValueError(f"list_format must be 'auto', 'video', 'frames', 'sthv1', 'sthv2', 'jester', "
+                         f"'activitynet', 'fcvid' or 'minikinetics', got {list_format!r}")
     if label_file is not None:
         raise ValueError(f"label_file is read only by the list formats {ANNOTATION_FORMATS} (their lists name "
                          f"classes by text); list_format {list_format!r} has integer labels")
+    if list_format in OFFICIAL_FORMATS:
+        return read_official_list(list_file, list_format, data_root, num_classes)
     root = Path(data_root) if data_root is not None else list_file.parent
     text = _read_text(list_file, "video list")
 
@@ -156,6 +177,76 @@ def read_video_list(list_file: str | Path, data_root: str | Path | None = None,
             records.append(VideoRecord(path, label, num_frames, list_file, line_no))
     if not records:
         raise VideoDataError(f"{list_file}: video list is empty")
+    return records
+
+
+def read_official_list(list_file: str | Path, list_format: ListFormat, data_root: str | Path | None = None,
+                       num_classes: int | None = None) -> list[VideoRecord]:
+    """Records of the ActivityNet, FCVID or Mini-Kinetics lists as the AdaFocus authors publish them.
+
+    * ``activitynet`` / ``fcvid`` (``actnet_{train,val}_split.txt``, ``fcvid_{train,val}_split.txt``): lines
+      ``dir,num_frames,label[,label...]``, comma-separated; a video may list several labels. They are kept
+      in list order without repeats (``VideoRecord.all_labels``); the first is the video's class.
+    * ``minikinetics`` (``mini_{train,val}_videofolder.txt``): lines ``dir num_frames label`` separated by
+      single spaces; the last two fields are the count and the label, the rest is the folder (which may
+      hold spaces, as Kinetics class names do).
+
+    ``<root>/<dir>`` is a frame folder of ``image_00001.jpg ...`` (1-based). As in the authors' loader,
+    entries of fewer than 3 frames are dropped (from every split: their validation set is built the same
+    way), before their folder is looked for; how many is logged. Labels must be class indices in
+    ``[0, num_classes)`` (``>= 0`` without ``num_classes``). Every problem raises :class:`VideoDataError`
+    naming the file, the line and the reason.
+    """
+    list_file = Path(list_file)
+    if list_format not in OFFICIAL_FORMATS:
+        raise ValueError(f"list_format must be one of {OFFICIAL_FORMATS}, got {list_format!r}")
+    root = Path(data_root) if data_root is not None else list_file.parent
+    separator = OFFICIAL_SEPARATORS[list_format]
+    form = "dir num_frames label" if separator == " " else "dir,num_frames,label[,label...]"
+    records: list[VideoRecord] = []
+    dropped = 0
+    for line_no, line in enumerate(_read_text(list_file, "video list").splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        where = f"{list_file}, line {line_no}"
+        # Mini-Kinetics folders may hold spaces: only the last two fields are numbers.
+        fields = line.rsplit(" ", 2) if separator == " " else line.split(",")
+        if len(fields) < 3 or (separator == " " and len(fields) != 3):
+            hint = ""
+            if separator == " " and "," in line:
+                hint = " (comma-separated: list_format activitynet or fcvid?)"
+            elif separator == "," and len(line.split()) >= 3:
+                hint = " (space-separated: list_format minikinetics or frames?)"
+            raise VideoDataError(f"{where}: expected '{form}' for list_format {list_format!r}, got "
+                                 f"{len(fields)} field(s): {line!r}{hint}")
+        if not fields[0].strip():
+            raise VideoDataError(f"{where}: empty frame folder name in {line!r}")
+        num_frames = _parse_int(fields[1], "num_frames", where)
+        if num_frames < 0:
+            raise VideoDataError(f"{where}: num_frames must be >= 0, got {num_frames}")
+        labels: list[int] = []
+        for text in fields[2:]:
+            label = _parse_int(text, "label", where)
+            if label < 0 or (num_classes is not None and label >= num_classes):
+                bound = f"[0, {num_classes})" if num_classes is not None else ">= 0 (a class index)"
+                raise VideoDataError(f"{where}: label {label} outside {bound}")
+            if label not in labels:  # the authors' loader keeps a set of labels
+                labels.append(label)
+        if num_frames < OFFICIAL_MIN_FRAMES:
+            dropped += 1
+            continue
+        path = root / fields[0]
+        if not path.is_dir():
+            raise VideoDataError(f"{where}: frame folder not found: {path}")
+        records.append(VideoRecord(path, labels[0], num_frames, list_file, line_no,
+                                   all_labels=tuple(labels) if separator == "," else None))
+    if dropped:
+        logger.info("%s: dropped %d entries with fewer than %d frames, as the authors' loader does",
+                    list_file, dropped, OFFICIAL_MIN_FRAMES)
+    if not records:
+        raise VideoDataError(f"{list_file}: video list is empty" if not dropped else
+                             f"{list_file}: every entry has fewer than {OFFICIAL_MIN_FRAMES} frames (dropped)")
     return records
 
 
@@ -326,7 +417,7 @@ def _unlabelled(where: str, list_file: Path) -> str:
 # Sampling
 
 
-SHORT_VIDEO_RULES = ("repeat", "refuse")
+SHORT_VIDEO_RULES = ("repeat", "refuse", "first")
 
 
 def sample_indices(num_available: int, num_segments: int, train: bool,
@@ -337,12 +428,19 @@ def sample_indices(num_available: int, num_segments: int, train: bool,
     ``num_available // num_segments`` frames (the remainder at the end is never sampled, as there) and
     a random frame of each is taken; at test the segments are ``num_available / num_segments`` long
     (float) and the frame at each centre, ``int(tick / 2 + tick * k)``, is taken. Unlike TSM, a video
-    of exactly ``num_segments`` frames gives ``0, 1, ..., T-1`` at test (TSM falls back to all zeros).
+    of exactly ``num_segments`` frames gives ``0, 1, ..., T-1`` at test (TSM falls back to all zeros),
+    except under ``short="first"``.
 
-    A video shorter than T (``num_available < num_segments``) is read as the authors' loader reads it,
-    in training and at test alike: every frame once, then the last one repeated, ``0, 1, ..., n-1, n-1, ...``
-    (``short="repeat"``); ``short="refuse"`` raises ValueError instead, which callers turn into a
-    :class:`VideoDataError` naming the file. A video without frames always raises.
+    A video shorter than T (``num_available < num_segments``) is read by one of three rules:
+
+    * ``"repeat"``: as the authors' ActivityNet/FCVID/Mini-Kinetics loader reads it, in training and at
+      test alike: every frame once, then the last one repeated, ``0, 1, ..., n-1, n-1, ...``;
+    * ``"first"``: as their Something-Something/Jester loader (Section 4.2) reads it: the first frame
+      ``num_segments`` times. At test that loader takes segment centres only from a video with MORE frames
+      than segments, so there a video of exactly T frames is read as its first frame T times too;
+    * ``"refuse"``: raises ValueError, which callers turn into a :class:`VideoDataError` naming the file.
+
+    A video without frames always raises.
     """
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
@@ -351,6 +449,8 @@ def sample_indices(num_available: int, num_segments: int, train: bool,
     if num_available < 1:
         raise ValueError("has no frames")
     k = np.arange(num_segments, dtype=np.int64)
+    if short == "first" and (num_available < num_segments or (not train and num_available == num_segments)):
+        return np.zeros(num_segments, dtype=np.int64)
     if num_available < num_segments:
         if short == "refuse":
             raise ValueError(f"has {num_available} frames, fewer than {num_segments} (--data.short_videos repeat "
@@ -362,6 +462,22 @@ def sample_indices(num_available: int, num_segments: int, train: bool,
         return k * length + rng.integers(0, length, size=num_segments, dtype=np.int64)
     tick = num_available / float(num_segments)
     return (tick / 2.0 + tick * k).astype(np.int64)
+
+
+def sample_clip_indices(num_available: int, glance_segments: int, focus_segments: int, train: bool,
+                        rng: np.random.Generator | None = None,
+                        short: str = "repeat") -> tuple[np.ndarray, np.ndarray]:
+    """Clip-level AdaFocus (Section 4.2): the frames f_G reads and the frames f_L reads, sampled independently.
+
+    Each set is its own TSN sampling of the whole video (:func:`sample_indices`): ``glance_segments`` (G)
+    segments for f_G and ``focus_segments`` (T) for f_L, as the authors' Something-Something loader samples
+    its glancer and focuser frames, so the glance frames are not a subset of the focus frames. In training
+    both draw their random offsets from ``rng``, glance first. Returns (glance (G,), focus (T,)).
+    """
+    if train and rng is None:
+        rng = np.random.default_rng()
+    return (sample_indices(num_available, glance_segments, train, rng, short),
+            sample_indices(num_available, focus_segments, train, rng, short))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -601,6 +717,10 @@ class VideoDataset(torch.utils.data.Dataset):
     worker runs the item. The transform's own torch randomness is seeded from the same generator.
     With ``persistent_workers=True`` the workers keep the epoch they started with, so pair
     :meth:`set_epoch` with non-persistent workers.
+
+    ``glance_frames`` G > 0 gives the clips of clip-level AdaFocus (Section 4.2): G frames for f_G and
+    ``num_frames`` T for f_L, each set its own TSN sampling of the whole video (:func:`sample_clip_indices`),
+    returned as one clip of G + T frames, the glance frames first (see :meth:`__getitem__`).
     """
 
     def __init__(self, list_file: str | Path, data_root: str | Path | None = None, num_frames: int = 8,
@@ -608,10 +728,13 @@ class VideoDataset(torch.utils.data.Dataset):
                  list_format: ListFormat = "auto", image_template: str | None = None,
                  annotation_root: str | Path | None = None, transform: Transform | None = None,
                  skip_corrupt: bool = False, seed: int = 0, cache_videos: bool = False,
-                 label_file: str | Path | None = None, short_videos: str = "repeat") -> None:
+                 label_file: str | Path | None = None, short_videos: str = "repeat",
+                 glance_frames: int = 0) -> None:
         _check_decoder(decoder)
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if glance_frames < 0:
+            raise ValueError(f"glance_frames must be >= 0, got {glance_frames}")
         if seed < 0:
             raise ValueError(f"seed must be >= 0 (it seeds numpy's SeedSequence), got {seed}")
         self.list_file = Path(list_file)
@@ -619,10 +742,15 @@ class VideoDataset(torch.utils.data.Dataset):
         self.records = read_video_list(self.list_file, self.data_root, list_format, num_classes, label_file)
         # Class names in index order, where the list names classes by text (the annotation formats).
         self.class_names = read_label_names(label_file, list_format) if label_file is not None else None
+        # Items carry every label of their video (for mAP) where the format's evaluation counts them all;
+        # padded to one width so that they batch.
+        self.label_width = max(len(r.all_labels or ()) for r in self.records) \
+            if list_format in MULTI_LABEL_MAP_FORMATS else 0
         if short_videos not in SHORT_VIDEO_RULES:
             raise ValueError(f"short_videos must be one of {SHORT_VIDEO_RULES}, got {short_videos!r}")
         self.num_frames = num_frames
-        self.short_videos = short_videos  # a video shorter than num_frames: last frame repeated, or refused
+        self.short_videos = short_videos  # a video shorter than num_frames: last frame repeated, first frame, or refused
+        self.glance_frames = glance_frames  # G: f_G's own frames ahead of the T focus frames (clip level), or 0
         self.train = train
         self.num_classes = num_classes
         self.decoder = decoder
@@ -648,6 +776,11 @@ class VideoDataset(torch.utils.data.Dataset):
     def labels(self) -> list[int]:
         return [r.label for r in self.records]
 
+    def all_labels(self, index: int) -> torch.Tensor:
+        """Every label of video ``index``, int64 (``label_width``,), padded with -1 (no class)."""
+        labels = self.records[index].all_labels or (self.records[index].label,)
+        return torch.tensor([*labels, *[-1] * (self.label_width - len(labels))], dtype=torch.int64)
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose training sample (frames, crops) :meth:`__getitem__` draws."""
         if epoch < 0:
@@ -670,8 +803,14 @@ class VideoDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         """``frames`` uint8 (T, 3, H, W), ``label`` int64 scalar, ``index`` int, ``frame_indices`` int64
         (T,) (the 0-based sampled frames); with an annotation root also ``boxes`` float32 (T, 4) and,
-        when annotated, ``readable`` bool (T,). A bad item raises :class:`VideoDataError`, or with
-        ``skip_corrupt`` is logged and returned as None (drop it with :func:`collate_videos`).
+        when annotated, ``readable`` bool (T,); for the formats whose mAP counts every label (FCVID)
+        ``all_labels`` int64 (``label_width``,), padded with -1. A bad item raises :class:`VideoDataError`, or
+        with ``skip_corrupt`` is logged and returned as None (drop it with :func:`collate_videos`).
+
+        With ``glance_frames`` G > 0 every per-frame field has G + T rows: rows ``[:G]`` are f_G's glance frames,
+        rows ``[G:]`` f_L's focus frames (:attr:`clip_frames` in all). In training the transform crops (and
+        flips) the two parts independently, as the authors' loader transforms its glancer and focuser frames
+        as two separate lists; the test transform is deterministic, so there both parts share one crop.
         """
         return self.load(index, self.epoch)
 
@@ -679,24 +818,35 @@ class VideoDataset(torch.utils.data.Dataset):
         """The item of video ``index`` as sampled in ``epoch`` (training sampling depends on it; test
         sampling does not): what :meth:`__getitem__` returns for the epoch set by :meth:`set_epoch`."""
         try:
-            return self._load(index, epoch)
+            item = self._load(index, epoch)
         except VideoDataError as e:
             if not self.skip_corrupt:
                 raise
             logger.warning("skipping video %d: %s", index, e)
             return None
+        if self.label_width:
+            item["all_labels"] = self.all_labels(index)
+        return item
 
     def _load(self, index: int, epoch: int) -> dict[str, Any]:
         record = self.records[index]
         rng = np.random.default_rng([self.seed, epoch, index]) if self.train else None
         counted: list[int] = []
+        sampled: list[np.ndarray] = []
 
         def choose(available: int) -> np.ndarray:
             counted.append(available)
             try:
-                return sample_indices(available, self.num_frames, self.train, rng, self.short_videos)
+                if self.glance_frames:
+                    picked = np.concatenate(sample_clip_indices(available, self.glance_frames, self.num_frames,
+                                                                self.train, rng, self.short_videos))
+                else:
+                    picked = sample_indices(available, self.num_frames, self.train, rng, self.short_videos)
             except ValueError as e:  # too short
                 raise VideoDataError(f"{record.path}: {e}") from None
+            sampled.append(picked)
+            # Decode each frame once, in file order: glance and focus frames interleave and may coincide.
+            return np.unique(picked)
 
         try:
             if self._videos is not None:
@@ -706,16 +856,18 @@ class VideoDataset(torch.utils.data.Dataset):
                         check_fits(self._videos[index].nbytes * len(self.records),
                                    f"--data.cache_videos keeps every decoded video of {self.list_file}",
                                    "set --data.cache_videos false (each video is then decoded when it is used)")
-                frame_indices = choose(len(self._videos[index]))
-                frames = self._videos[index][torch.from_numpy(frame_indices)]
-            elif record.is_folder or self.decoder != "decord":
-                frame_indices = choose(self._count(index))
-                frames = decode_frames(record.path, frame_indices, self.decoder, self.image_template)
+                choose(len(self._videos[index]))
+                frames = self._videos[index][torch.from_numpy(sampled[0])]
             else:
-                frames, frame_indices = _decord_read(record.path, choose)
+                if record.is_folder or self.decoder != "decord":
+                    decoded = choose(self._count(index))
+                    frames = decode_frames(record.path, decoded, self.decoder, self.image_template)
+                else:
+                    frames, decoded = _decord_read(record.path, choose)
+                frames = frames[torch.from_numpy(np.searchsorted(decoded, sampled[0]))]
         except VideoDataError as e:
             raise record.located(e) from e
-        available = counted[0]
+        available, frame_indices = counted[0], sampled[0]
         item: dict[str, Any] = {"index": index, "label": torch.tensor(record.label, dtype=torch.int64),
                                 "frame_indices": torch.from_numpy(frame_indices)}
         boxes = None
@@ -728,11 +880,29 @@ class VideoDataset(torch.utils.data.Dataset):
             torch_seed = int(rng.integers(2**62)) if rng is not None else 0
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(torch_seed)
-                frames, boxes = self.transform(frames, boxes)
+                if self.glance_frames:
+                    frames, boxes = self._transform_parts(frames, boxes)
+                else:
+                    frames, boxes = self.transform(frames, boxes)
         item["frames"] = frames
         if boxes is not None:
             item["boxes"] = boxes
         return item
+
+    @property
+    def clip_frames(self) -> int:
+        """Frames per item: G + T (clip level) or T."""
+        return self.glance_frames + self.num_frames
+
+    def _transform_parts(self, frames: torch.Tensor,
+                         boxes: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The transform on the glance frames, then on the focus frames (two draws of its randomness)."""
+        assert self.transform is not None
+        g = self.glance_frames
+        glance, glance_boxes = self.transform(frames[:g], None if boxes is None else boxes[:g])
+        focus, focus_boxes = self.transform(frames[g:], None if boxes is None else boxes[g:])
+        joined = None if boxes is None else torch.cat([glance_boxes, focus_boxes])
+        return torch.cat([glance, focus]), joined
 
     def _decode_all(self, index: int) -> torch.Tensor:
         record = self.records[index]
@@ -798,19 +968,20 @@ def load_clips(dataset: VideoDataset, batch_size: int = 16, num_workers: int = 0
                progress: bool = True, frame_size: int | None = None) -> ClipSet:
     """Decode a whole dataset once into a :class:`ClipSet` (in dataset order; skipped items left out).
 
-    Sampling is the dataset's (``train=False`` gives the deterministic test clips). Boxes/readable
-    are filled when the dataset yields them. With ``frame_size`` (the side of the frames the dataset
-    yields) the clips' bytes are estimated first, and a set that would not fit in the available memory is
-    refused before anything is decoded. Raises VideoDataError when no video could be decoded.
+    Sampling is the dataset's (``train=False`` gives the deterministic test clips). Boxes/readable (and
+    every video's labels, ``all_labels``) are filled when the dataset yields them. With ``frame_size`` (the
+    side of the frames the dataset yields) the clips' bytes are estimated first, and a set that would not
+    fit in the available memory is refused before anything is decoded. Raises VideoDataError when no video could be decoded.
     """
     if frame_size is not None:
-        check_fits(len(dataset) * dataset.num_frames * 3 * frame_size ** 2,
-                   f"decoding {dataset.list_file} into memory ({len(dataset)} videos x {dataset.num_frames} frames "
+        check_fits(len(dataset) * dataset.clip_frames * 3 * frame_size ** 2,
+                   f"decoding {dataset.list_file} into memory ({len(dataset)} videos x {dataset.clip_frames} frames "
                    f"x 3 x {frame_size} x {frame_size} bytes)",
                    "stream the videos instead (--data.stream true, the default)")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=num_workers, collate_fn=collate_videos)
-    parts: dict[str, list[torch.Tensor]] = {"frames": [], "label": [], "boxes": [], "readable": [], "index": []}
+    parts: dict[str, list[torch.Tensor]] = {"frames": [], "label": [], "boxes": [], "readable": [], "index": [],
+                                            "all_labels": []}
     skipped = 0
     with tqdm(loader, desc="decoding videos", unit="batch", disable=not progress) as bar:
         for batch in bar:
@@ -836,4 +1007,4 @@ def load_clips(dataset: VideoDataset, batch_size: int = 16, num_workers: int = 0
         return torch.cat(parts[key])
 
     return ClipSet(frames=torch.cat(parts["frames"]), labels=cat("label"),
-                   boxes=cat("boxes"), readable=cat("readable"), index=cat("index"))
+                   boxes=cat("boxes"), readable=cat("readable"), index=cat("index"), all_labels=cat("all_labels"))

@@ -85,7 +85,7 @@ def _clip_level(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    g = len(model.glance_index(args.frames))
+    g = model.glance_frames
     table = Table(title=f"AdaFocus-TSM GFLOPs (GMACs) per clip, P = {args.patch}, {g}+{args.frames} frames, "
                         f"shift {args.shift}")
     table.add_column("part")

@@ -116,7 +116,8 @@ def test_gymnasium_make_tsm_env():
     env = gymnasium.make("adafocus.envs:AdaFocusTSM-v0", split="val")
     ep = env.unwrapped.episodes
     config = preset("synthetic_tsm")
-    assert isinstance(ep, ClipEpisodes) and ep.num_frames == config.data.frames
+    assert isinstance(ep, ClipEpisodes) and ep.focus_frames == config.data.frames
+    assert ep.num_frames == config.model.glance_frames + config.data.frames  # clips hold G glance + T focus frames
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
     assert env.step(env.action_space.sample())[2]
@@ -128,9 +129,13 @@ def test_presets_of_section_4_2():
     assert sth.model.global_encoder.shift == sth.model.local_encoder.shift == 1 / 8
     assert (sth.model.global_encoder.arch, sth.model.local_encoder.arch) == ("mobilenet_v2", "resnet50")
     assert (sth.stage1.epochs, sth.stage1.lr_local, sth.stage1.lr_classifier, sth.stage3.lr_classifier) == (10, 1e-5, 0.01, 5e-4)
+    # the authors' train_stage1.sh / train_stage3.sh: dropout 0.5, then batch 32, f_L frozen and dropout 0
+    assert (sth.stage1.dropout, sth.stage3.dropout, sth.stage3.batch_size, sth.stage3.lr_local) == (0.5, 0.0, 32, 0.0)
+    assert sth.warmup.dropout is None and sth.data.short_videos == "first"
     assert sth.env.action == "continuous" and sth.model.num_classes == 174
     jester = preset("jester")
     assert jester.model.num_classes == 27 and jester.data.list_format == "jester" and not jester.data.flip
+    assert (jester.stage1, jester.stage3, jester.data.short_videos) == (sth.stage1, sth.stage3, "first")
     tsm = preset("synthetic_tsm")
     assert tsm.data.synthetic.drift and not tsm.data.flip and tsm.model.glance_frames < tsm.data.frames
     flipped = replace(sth, data=replace(sth.data, flip=True, train_list="train.csv", val_list="val.csv"))

@@ -184,7 +184,7 @@ def test_label_file_required_and_only_for_annotation_formats(csv_set: tuple[str,
         VideoDataset(train, list_format=fmt)
     with pytest.raises(ValueError, match="label_file is read only by"):
         read_video_list(write_lines(tmp_path / "l.txt", ["101 0"]), tmp_path / "frames", "video", label_file=labels)
-    with pytest.raises(ValueError, match="list_format must be .*'jester', got 'sthv3'"):
+    with pytest.raises(ValueError, match="list_format must be .*'jester'.*'minikinetics', got 'sthv3'"):
         read_video_list(train, list_format="sthv3")  # type: ignore[arg-type]
     with pytest.raises(VideoDataError, match="nolabels.csv: labels file not found"):
         read_video_list(train, list_format=fmt, label_file=tmp_path / "nolabels.csv")

@@ -111,22 +111,34 @@ def test_per_frame_model_refuses_temporal_encoders():
 def test_clip_model_shapes_and_one_patch_for_the_whole_clip():
     torch.manual_seed(0)
     model = ClipFocusModel(tiny_clip_config()).eval()
-    frames = torch.randint(0, 256, (3, 4, 3, 64, 64), dtype=torch.uint8)
-    assert model.glance_index(4).tolist() == [0, 3] and model.glance_index(1).tolist() == [0]
+    g, t = model.glance_frames, 4
+    frames = torch.randint(0, 256, (3, g + t, 3, 64, 64), dtype=torch.uint8)  # G glance frames, then T focus frames
+    glance, focus = model.split(frames)
+    assert torch.equal(glance, frames[:, :g]) and torch.equal(focus, frames[:, g:])
     maps = model.glance(frames)
-    assert maps.shape[:2] == (3, 2)
+    assert maps.shape[:2] == (3, g)
     corners = torch.tensor([[0, 0], [40, 40], [10, 30]])
+    from adafocus.backbones import normalize
     with torch.no_grad():
         logits = model.classify_patches(frames, corners)
         assert logits.shape == (3, model.config.num_classes)
-        # f_C is linear in f_L's mean plus f_G's mean logits: recompute it from the crops directly
-        patches = torch.stack([frames[b, :, :, y:y + 24, x:x + 24] for b, (x, y) in enumerate(corners.tolist())])
-        from adafocus.backbones import normalize
-        local = model.local_encoder(normalize(patches.flatten(0, 1)), 4).unflatten(0, (3, 4))
+        # f_G reads only the glance frames
+        alone = model.global_encoder.forward_map(model.global_view(frames[:, :g].flatten(0, 1)), g).unflatten(0, (3, g))
+        assert torch.allclose(maps, alone)
+        # f_C is linear in f_L's mean over the focus frames plus f_G's mean logits: recompute it from the crops
+        patches = torch.stack([frames[b, g:, :, y:y + 24, x:x + 24] for b, (x, y) in enumerate(corners.tolist())])
+        local = model.local_encoder(normalize(patches.flatten(0, 1)), t).unflatten(0, (3, t))
         expected = model.classifier(local.mean(1)) + model.global_logits(maps)
         assert torch.allclose(logits, expected, atol=1e-5)
-        assert model.classify_tsm_plus(frames).shape == logits.shape
-        assert model.classify_full_frames(frames).shape == logits.shape
+        # TSM and TSM+ run f_L on the whole glance frames; the warm-up's full-frame head on the focus frames
+        whole = model.local_encoder(normalize(frames[:, :g].flatten(0, 1)), g).unflatten(0, (3, g))
+        assert torch.allclose(model.classify_tsm(frames), model.local_head(whole.mean(1)), atol=1e-5)
+        assert torch.allclose(model.classify_tsm_plus(frames), model.classifier(whole.mean(1)) + model.global_logits(maps),
+                              atol=1e-5)
+        every = model.local_encoder(normalize(frames[:, g:].flatten(0, 1)), t).unflatten(0, (3, t))
+        assert torch.allclose(model.classify_full_frames(frames), model.local_head(every.mean(1)), atol=1e-5)
+    with pytest.raises(ValueError, match="glance frames"):
+        model.glance(frames[:, :g])  # no focus frame
 
 
 def test_clip_costs_add_up():
