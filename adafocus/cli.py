@@ -2,6 +2,13 @@
 
 ``--preset NAME`` picks the starting config; every leaf field is then an option named by its path,
 e.g. ``--stage1.epochs 5`` or ``--model.patch_size 96``; the common ones also have short aliases.
+
+Every script of ``experiments/`` runs through :func:`run_script`, which applies one error rule: a
+``ValueError`` (the project raises it, or its subclasses ``VideoDataError``, ``StageMismatch``,
+``OfficialFormatError``, ``PolicyFileError``, for a bad option, config file, list, video or run folder) or an
+``OSError`` (a file the user named that cannot be read or written) is the user's to fix, so it prints
+``error: <message>`` on one line of stderr and exits with status 2; ``--debug`` shows its traceback instead.
+Any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ import sys
 import typing
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .config import PRESETS, RunConfig, preset
 
@@ -52,8 +59,49 @@ def _parser_for(hint: Any, default: Any):
     return str
 
 
+# see the module docstring: what a command line reports in one line (exit 2) instead of a traceback
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+_WORKER_TRACEBACK = "Original Traceback (most recent call last):"  # torch's DataLoader re-raise
+
+
+def add_debug_option(parser: argparse.ArgumentParser) -> None:
+    """``--debug``, read by :func:`run_script` (declared here so that --help lists it and parsing accepts it)."""
+    parser.add_argument("--debug", action="store_true",
+                        help="on a data or config error, show the Python traceback instead of one line")
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line: its lines joined, and for an error re-raised from a DataLoader worker
+    (whose message carries the worker's traceback) only the original error's own message."""
+    text = str(error)
+    if _WORKER_TRACEBACK in text:
+        last = [line for line in text.splitlines() if line.strip()][-1].strip()
+        name, sep, message = last.partition(": ")
+        text = message if sep and name.replace(".", "").replace("_", "").isalnum() else last
+    joined = ""
+    for part in (line.strip() for line in text.splitlines()):
+        if part:
+            joined += part if not joined else (" " if joined.endswith(":") else "; ") + part
+    return joined or type(error).__name__
+
+
+def run_script(main: Callable[[list[str]], Any], argv: list[str] | None = None) -> None:
+    """Run a script's ``main(argv)`` (default: the process's arguments) under the project's error rule: a
+    data or config error (:data:`USER_ERRORS`) prints ``error: <message>`` on one line of stderr and exits
+    with status 2, unless ``--debug`` is among the arguments, which re-raises it with its traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        main(argv)
+    except USER_ERRORS as error:
+        if "--debug" in argv:
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 def build_parser(description: str, config: RunConfig) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_debug_option(parser)
     parser.add_argument("--preset", default=config.preset, choices=sorted(PRESETS), help="starting configuration")
     parser.add_argument("--config", help="a config.json written by an earlier run (applied before other options)")
     aliases = {path: alias for alias, path in ALIASES.items()}
@@ -87,7 +135,15 @@ def parse_config(description: str, argv: list[str] | None = None,
         import json
 
         from .config import from_dict
-        config = from_dict(RunConfig, json.loads(open(known.config).read()))
+        try:
+            values = json.loads(Path(known.config).read_text())
+        except OSError as error:
+            raise ValueError(f"--config {known.config}: cannot read it ({error.strerror or error})") from None
+        except ValueError as error:
+            raise ValueError(f"--config {known.config}: not a JSON file ({error})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"--config {known.config}: not a run config (a JSON object written by a run)")
+        config = from_dict(RunConfig, values)
     else:
         config = preset(known.preset)
     parser = build_parser(description, config)
@@ -108,7 +164,6 @@ def stage_main(stage: str, description: str, argv: list[str] | None = None) -> P
     import json
 
     from .pipeline import run_supervised
-    from .provenance import StageMismatch
     from .training import setup_environment
 
     def extra(parser: argparse.ArgumentParser) -> None:
@@ -130,35 +185,49 @@ def stage_main(stage: str, description: str, argv: list[str] | None = None) -> P
     if stage == "stage3":
         policy = Path(args.policy) if args.policy else out / "policy" / "policy.zip"
     env = setup_environment(config.device)
-    try:
-        path = run_supervised(config, stage, out, init=init, policy=policy, resume=not args.no_resume,
-                              progress=not args.no_progress, env=env)
-    except StageMismatch as error:  # a clear message and exit status 2, as for a bad option
-        print(error, file=sys.stderr)
-        raise SystemExit(2) from None
+    path = run_supervised(config, stage, out, init=init, policy=policy, resume=not args.no_resume,
+                          progress=not args.no_progress, env=env)
     if env.is_main:
         metrics = json.loads((path.parent / "metrics.json").read_text())
         print(json.dumps({"stage": stage, "checkpoint": str(path), **metrics}))
     return path
 
 
+RUN_CONFIG_KEYS = ("preset", "model", "data", "policy")  # what a run's config.json (a RunConfig) holds
+
+
 def remove_run_folder(out: Path) -> None:
-    """``--fresh``: delete a run folder, which must be one this project wrote (it holds a ``config.json`` with
-    a ``preset``); anything else, the working directory included, is refused."""
+    """``--fresh``: delete a run folder, which must be one this project wrote: a folder (not a link) holding
+    the ``config.json`` of a run. A folder that is, or holds, the working directory or the home directory is
+    refused whatever it holds (``--out . --fresh``), as is anything else; a refusal is a ValueError naming
+    the folder, and nothing is deleted."""
     import json
     import shutil
 
     out = Path(out)
-    if not out.exists():
+    if not out.exists() and not out.is_symlink():
         return
-    marker = out / "config.json"
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"--fresh: {out} {why}; nothing was deleted")
+
+    if out.is_symlink() or not out.is_dir():
+        raise refuse("is not a run folder (it is a file or a symbolic link)")
+    target = out.resolve()
+    kept = {"the working directory": Path.cwd().resolve()}
     try:
-        ours = "preset" in json.loads(marker.read_text())
-    except (OSError, ValueError, TypeError):
-        ours = False
-    if not ours or out.resolve() == Path.cwd().resolve() or out.resolve() == Path.home().resolve():
-        raise SystemExit(f"--fresh: {out} is not a run folder written by this project (no config.json of a run in it); "
-                         "nothing was deleted")
+        kept["the home directory"] = Path.home().resolve()
+    except RuntimeError:  # no home directory to protect
+        pass
+    for name, place in kept.items():
+        if target == place or target in place.parents:
+            raise refuse(f"is or holds {name}")
+    try:
+        described = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        described = None
+    if not (isinstance(described, dict) and all(key in described for key in RUN_CONFIG_KEYS)):
+        raise refuse("is not a run folder written by this project (no config.json of a run in it)")
     shutil.rmtree(out)
 
 

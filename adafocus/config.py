@@ -90,6 +90,8 @@ class PolicyConfig:
     checkpoint_every: int = 10  # updates between stage II checkpoints (a crashed run resumes from the last one)
     seed: int | None = None  # stage II's own seed (the algorithm, the env slots, the video order); None: the run's.
     # Seeds of pi compared from one stage I: --policy.seed S --from RUN reuses RUN's warm-up and stage I
+    hyperparams: str | None = None  # more SB3 arguments over agents/hyperparams/<algo>.yml, as a YAML mapping:
+    # "{learning_starts: 500, buffer_size: 20000}" (the arguments above are set by their own options)
 
 
 @dataclass(frozen=True)

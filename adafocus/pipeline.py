@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import zipfile
 from dataclasses import dataclass, replace
@@ -21,8 +22,8 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 from tqdm.auto import tqdm
 
-from adafocus.agents import (CenterAgent, FocusAgent, OracleAgent, RandomAgent, action_kind, load_agent,
-                             make_algorithm, policy_gmacs, resolve_algorithm, save_agent)
+from adafocus.agents import (CenterAgent, FocusAgent, OracleAgent, RandomAgent, SB3Agent, action_kind, load_agent,
+                             make_algorithm, policy_gmacs, restore_algorithm, save_agent)
 from adafocus.backbones import (AdaFocusModel, ClipFocusModel, StepCost, clip_cost, full_frame_cost,
                                 global_only_cost, step_cost, tsm_costs)
 from adafocus.data.clips import ClipSet, VideoSource
@@ -31,11 +32,11 @@ from adafocus.envs import AdaFocusVecEnv, ClipEpisodes, EnvConfig, FocusEpisodes
 from adafocus.envs.clip_episodes import focus_part
 
 from . import checkpoint, plotting, provenance
-from .config import RunConfig, to_dict
+from .config import PolicyConfig, RunConfig, from_dict, to_dict
 from .evaluation import PolicyResult, Rollout, RolloutStats, clip_rollout, play
 from .runs import DataPaths, data_paths, episode_source, evaluation_batches, video_dataset
 from .stages import ClipPatchTask, PatchTask, PolicyTask, WarmupTask
-from .training import Environment, setup_environment, train_stage
+from .training import Environment, interactive, setup_environment, train_stage
 
 SUPERVISED = ("warmup", "stage1", "stage3", "tsm_plus")
 Model = AdaFocusModel | ClipFocusModel
@@ -85,12 +86,35 @@ def _barrier(env: Environment) -> None:
         torch.distributed.barrier()
 
 
-def policy_env_config(config: RunConfig, policy: Path) -> EnvConfig:
-    """The env settings a policy was trained with (saved beside it), so it is evaluated in the same env."""
+def policy_meta(policy: Path) -> dict[str, Any]:
+    """The config saved beside a policy (``policy.json``: the run's config, with the env it was trained in)."""
     meta = Path(policy).with_suffix(".json")
     if not meta.is_file():
         raise FileNotFoundError(f"policy {policy} has no config file {meta} beside it")
-    return EnvConfig(**json.loads(meta.read_text())["env"])
+    try:
+        value = json.loads(meta.read_text())
+    except ValueError as error:
+        raise ValueError(f"{meta}: not a JSON file ({error})") from None
+    if not isinstance(value, dict) or not isinstance(value.get("env"), dict):
+        raise ValueError(f"{meta}: not the config a policy is saved with (no 'env' settings)")
+    return value
+
+
+def policy_env_config(config: RunConfig, policy: Path) -> EnvConfig:
+    """The env settings a policy was trained with (saved beside it), so it is evaluated in the same env."""
+    return EnvConfig(**policy_meta(policy)["env"])
+
+
+def load_policy(policy: Path, episodes: FocusEpisodes | ClipEpisodes, device: torch.device | str,
+                config: RunConfig) -> SB3Agent:
+    """pi from a policy file, loaded without running anything in it (:func:`adafocus.agents.load_algorithm`):
+    the algorithm is rebuilt from the PolicyConfig in its ``policy.json`` (``config``'s when that has none)
+    for ``episodes``' observation and action spaces, and only the file's tensors are read into it."""
+    meta = policy_meta(policy)
+    settings = from_dict(PolicyConfig, meta["policy"]) if isinstance(meta.get("policy"), dict) else config.policy
+    seed = settings.seed if settings.seed is not None else meta.get("seed", config.seed)
+    return load_agent(policy, settings, episodes.observation_space, episodes.action_space, episodes.num_steps, device,
+                      seed if isinstance(seed, int) else config.seed)
 
 
 def run_supervised(config: RunConfig, stage: str, out: Path, init: Path | None = None,
@@ -127,10 +151,9 @@ def run_supervised(config: RunConfig, stage: str, out: Path, init: Path | None =
     val_set = video_dataset(config, paths, "val", train=False, frames=stage_cfg.frames)
     if stage == "stage3":
         assert policy is not None
-        agent = load_agent(policy, config.policy.algo, env.device)
         env_config = replace(policy_env_config(config, policy), reward="conf")  # no reference patch needed
         episodes = make_episodes(model, None, env_config, env.device, num_frames=config.data.frames)
-        task: Any = PolicyTask(model, agent, episodes)
+        task: Any = PolicyTask(model, load_policy(policy, episodes, env.device, config), episodes)
     elif stage == "warmup":
         task = WarmupTask(model, stage_cfg.lr_global > 0)
     else:
@@ -174,19 +197,66 @@ class _Checkpoint(BaseCallback):
 
     Saved when a rollout starts, so the last update is in it and no half-collected rollout is."""
 
-    def __init__(self, path: Path, every: int, source: VideoSource, vec: AdaFocusVecEnv) -> None:
+    def __init__(self, path: Path, every: int, source: VideoSource, vec: AdaFocusVecEnv, seconds: float = 0.0) -> None:
         super().__init__()
         self.path, self.every, self.source, self.vec = path, every, source, vec
         self.updates = -1
+        self.seconds_before, self.began = seconds, time.perf_counter()  # training time of the runs it resumes
+
+    def _on_training_start(self) -> None:
+        self.began = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Wall-clock seconds of training so far, over every resumed part."""
+        return self.seconds_before + time.perf_counter() - self.began
 
     def _on_rollout_start(self) -> None:
         self.updates += 1
         if self.updates and self.updates % self.every == 0:
-            save_checkpoint(self.model, self.path, {"num_timesteps": self.model.num_timesteps,
+            save_checkpoint(self.model, self.path, {"num_timesteps": self.model.num_timesteps, "seconds": self.seconds(),
                                                     "source": self.source.state_dict(), "rngs": self.vec.rng_state()})
 
     def _on_step(self) -> bool:
         return True
+
+
+class StepLog(BaseCallback):
+    """Stage II's progress in a log (output that is not a terminal): one line every ``every`` timesteps (a
+    pass over the training videos) and one at the end, instead of a bar redrawn at every step."""
+
+    def __init__(self, name: str, total: int, every: int) -> None:
+        super().__init__()
+        self.name, self.total, self.every = name, total, max(1, every)
+        self.began, self.last = time.perf_counter(), -1
+
+    def _on_training_start(self) -> None:
+        self.began, self.last = time.perf_counter(), self.num_timesteps // self.every
+
+    def _line(self) -> None:
+        rewards = [info["r"] for info in self.model.ep_info_buffer or []]
+        reward = f", mean episode reward {np.mean(rewards):.4f}" if rewards else ""
+        print(f"{self.name}: {self.num_timesteps:,}/{self.total:,} steps ({100 * self.num_timesteps / max(self.total, 1):.0f}%)"
+              f"{reward}, {time.perf_counter() - self.began:.0f} s", file=sys.stderr, flush=True)
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps // self.every > self.last:
+            self.last = self.num_timesteps // self.every
+            self._line()
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.num_timesteps % self.every:
+            self._line()
+
+
+def sb3_progress(progress: bool, name: str, total: int, every: int) -> tuple[bool, list[BaseCallback]]:
+    """SB3's ``progress_bar`` and the extra callbacks for ``learn``: its live bar on a terminal, else
+    :class:`StepLog`'s lines (SB3's bar is rich's, drawn on stdout)."""
+    if not progress:
+        return False, []
+    if interactive(sys.stdout):
+        return True, []
+    return False, [StepLog(name, total, every)]
 
 
 def save_checkpoint(algo: Any, path: Path, state: dict[str, Any]) -> None:
@@ -242,24 +312,29 @@ def run_policy(config: RunConfig, out: Path, model_checkpoint: Path, resume: boo
     videos = source.order.size
     vec = AdaFocusVecEnv(episodes, config.policy.n_envs, seed=seed, source=source)
     steps = config.policy.total_timesteps or int(config.policy.epochs * videos * episodes.num_steps)
+    algo = make_algorithm(config.policy.algo, VecMonitor(vec), config.policy, episodes.num_steps, seed, env.device)
+    done = 0
     if state is not None:
-        algo = resolve_algorithm(config.policy.algo).load(ckpt, env=VecMonitor(vec), device=env.device)
+        # a resume rebuilds pi from the config like a fresh start, then reads the checkpoint's tensors
+        # (weights, optimizer) and step counters only: SB3's load would unpickle parts of the file
+        restore_algorithm(algo, ckpt, training=True)
+        done = int(state["num_timesteps"])
+        algo.num_timesteps = done
         source.load_state_dict(state["source"])
         vec.set_rng_state(state["rngs"])
-        done = int(state["num_timesteps"])
         print(f"resuming stage II from step {done:,} of {steps:,} ({ckpt})")
         if (folder / "progress.csv").is_file():  # SB3's logger starts the file anew: keep the history beside it
             os.replace(folder / "progress.csv", folder / f"progress_until_{done}.csv")
-    else:
-        algo = make_algorithm(config.policy.algo, VecMonitor(vec), config.policy, episodes.num_steps, seed,
-                              env.device)
-        done = 0
     algo.set_logger(configure(str(folder), ["csv", "tensorboard"]))
-    callbacks = [_Progress(), _Checkpoint(ckpt, config.policy.checkpoint_every, source, vec)]
-    algo.learn(max(steps - done, 0), callback=callbacks, progress_bar=progress, reset_num_timesteps=state is None)
+    bar, logs = sb3_progress(progress, "stage II", steps, videos * episodes.num_steps)
+    timer = _Checkpoint(ckpt, config.policy.checkpoint_every, source, vec, float((state or {}).get("seconds", 0.0)))
+    callbacks = [_Progress(), timer, *logs]
+    algo.learn(max(steps - done, 0), callback=callbacks, progress_bar=bar, reset_num_timesteps=state is None)
     source.close()
     save_agent(algo, path, {**to_dict(config), "env": to_dict(env_config)})
-    provenance.finish_stage(folder, record, [path, path.with_suffix(".json")])
+    # stage.json also notes what training took (not compared): env steps and wall-clock seconds of learn()
+    provenance.finish_stage(folder, {**record, "timesteps": int(algo.num_timesteps), "wall_seconds": round(timer.seconds(), 3)},
+                            [path, path.with_suffix(".json")])
     ckpt.unlink(missing_ok=True)
     return path
 
@@ -300,12 +375,11 @@ def evaluate_run(config: RunConfig, model_checkpoint: Path, policy: Path | None,
     paths = data_paths(config, progress)
     model = build_model(config, model_checkpoint, device)
     frames, clip = config.data.frames, clip_level(config)
-    env_config = config.env
+    env_config = config.env if policy is None else policy_env_config(config, policy)
+    episodes = make_episodes(model, None, replace(env_config, reward="conf"), device, num_frames=frames)
     agents: dict[str, FocusAgent] = {}
     if policy is not None:
-        env_config = policy_env_config(config, policy)
-        agents["learned"] = load_agent(policy, config.policy.algo, device)
-    episodes = make_episodes(model, None, replace(env_config, reward="conf"), device, num_frames=frames)
+        agents["learned"] = load_policy(policy, episodes, device, config)
     agents.update(random=RandomAgent(episodes.action_space, config.seed, model.frame_shape, model.config.patch_size,
                                      env_config),
                   center=CenterAgent(episodes.action_space))
@@ -321,7 +395,7 @@ def evaluate_run(config: RunConfig, model_checkpoint: Path, policy: Path | None,
     batches, total = evaluation_batches(config, paths, split, batch_size, device, progress)
     seen = 0
     for batch in tqdm(batches, total=-(-total // batch_size), desc=f"evaluating {split}", unit="batch",
-                      disable=not progress):
+                      disable=None if progress else True):  # None: no bar unless stderr is a terminal
         _, load_seconds = _timed(device, episodes.load, batch)
         pick = torch.tensor([i - seen for i in keep if seen <= i < seen + len(batch)], dtype=torch.long)
         for name, agent in agents.items():
@@ -437,12 +511,14 @@ def focus_heatmap(corners: torch.Tensor, patch_size: int, frame_size: tuple[int,
 
 
 def stage_records(config: RunConfig, run: Path, paths: DataPaths) -> dict[str, dict[str, Any]]:
-    """The record each stage of ``config`` would have if trained from ``run``'s upstream files."""
+    """The record each stage of ``config`` would have if trained from ``run``'s upstream files (only the
+    stages whose upstream files ``run`` holds: ``--from`` a run with only a warm-up and stage I works)."""
     run, lists = Path(run), stage_lists(config, paths)
     warm, stage1, policy = run / "warmup" / "checkpoint.pt", run / "stage1" / "checkpoint.pt", run / "policy" / "policy.zip"
     inputs = {"warmup": {"init": None}, "stage1": {"init": warm}, "tsm_plus": {"init": warm}, "policy": {"init": stage1},
               "stage3": {"init": stage1, **_policy_inputs(policy)}}
-    return {stage: provenance.stage_record(config, stage, lists, files) for stage, files in inputs.items()}
+    return {stage: provenance.stage_record(config, stage, lists, files) for stage, files in inputs.items()
+            if all(p is None or p.is_file() for p in files.values())}  # without its inputs a stage is not there to adopt
 
 
 def main_job(config: RunConfig, out: Path, progress: bool = True,

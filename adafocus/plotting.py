@@ -150,3 +150,55 @@ def plot_learning_curves(logs: dict[str, Path], path: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
+
+
+def algorithm_colors(names: list[str]) -> dict[str, str]:
+    """One colour per algorithm, in the order given: the same algorithm has the same colour in every figure
+    of a comparison."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+
+
+def plot_reward_bands(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], path: Path,
+                      title: str = "", points: int = 100) -> list[Path]:
+    """Stage II's episode reward against env steps, one colour per algorithm: the mean over seeds as a line
+    and mean ± std as a band, on a common grid of ``points`` steps over the range every seed logged
+    (each seed's curve interpolated linearly; a single seed is drawn as its line)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    colors = algorithm_colors(list(curves))
+    for name, runs in curves.items():
+        runs = [(np.asarray(s, float), np.asarray(r, float)) for s, r in runs if len(s)]
+        if not runs:
+            continue
+        lo, hi = max(s[0] for s, _ in runs), min(s[-1] for s, _ in runs)
+        grid = np.linspace(lo, hi, points) if hi > lo else np.array([lo])
+        values = np.stack([np.interp(grid, s, r) for s, r in runs])
+        mean, std = values.mean(0), values.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(grid))
+        ax.plot(grid, mean, color=colors[name], linewidth=1.5, label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+        if len(runs) > 1:
+            ax.fill_between(grid, mean - std, mean + std, color=colors[name], alpha=0.2, linewidth=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("mean episode reward")
+    ax.set_title(title or "Stage II: episode reward (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def plot_algorithm_budgets(curves: dict[str, list[dict[str, float]]], path: Path, title: str = "") -> list[Path]:
+    """Top-1 vs GFLOPs per video: every algorithm's early-exit curve (already averaged over seeds), with its
+    full-length point (the dearest) as a marker, in the colours of :func:`plot_reward_bands`."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    colors = algorithm_colors(list(curves))
+    for name, curve in curves.items():
+        if not curve:
+            continue
+        x = [p["gflops_per_video"] for p in curve]
+        y = [100 * p["top1"] for p in curve]
+        ax.plot(x, y, color=colors[name], marker="o", markersize=3, linewidth=1.5, label=name)
+        ax.scatter([x[-1]], [y[-1]], color=colors[name], s=50, zorder=3)
+    ax.set_xlabel("GFLOPs per video (multiply-accumulates)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title or "Accuracy vs compute by algorithm (early exit)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)

@@ -5,7 +5,8 @@ when the command that would train it now is the command that trained it. Its rec
 (:func:`stage_record`) holds
 
 * ``fields``: the config fields the stage depends on (:data:`STAGE_FIELDS`, flattened to dotted paths, less
-  :data:`IGNORED_FIELDS`),
+  :data:`IGNORED_FIELDS`); stage II's also hold its algorithm's values from ``agents/hyperparams/<algo>.yml``
+  that change what trains, as ``policy.defaults.<key>`` (:func:`adafocus.agents.defaults.recorded_defaults`),
 * ``data``: the sha256 of the data lists' contents (the list files, not their paths),
 * ``inputs``: the sha256 of the upstream files it started from (a checkpoint, a policy). A downstream stage
   therefore changes whenever an upstream stage was retrained, and an identical copy of a run still matches.
@@ -154,9 +155,13 @@ def stage_fields(config: Any, stage: str) -> dict[str, Any]:
     if stage not in STAGE_FIELDS:
         raise ValueError(f"unknown stage {stage!r}; choose one of {sorted(STAGE_FIELDS)}")
     flat = _flatten(to_dict(config))
-    return _jsonable({path: value for path, value in sorted(flat.items())
-                      if any(_under(path, p) for p in STAGE_FIELDS[stage])
-                      and not any(_under(path, p) for p in IGNORED_FIELDS)})
+    fields = {path: value for path, value in sorted(flat.items())
+              if any(_under(path, p) for p in STAGE_FIELDS[stage]) and not any(_under(path, p) for p in IGNORED_FIELDS)}
+    if stage == "policy":  # the algorithm's values from agents/hyperparams/<algo>.yml train pi as much as the config
+        from adafocus.agents.defaults import recorded_defaults
+
+        fields.update(recorded_defaults(config.policy.algo))
+    return _jsonable(dict(sorted(fields.items())))
 
 
 def stage_record(config: Any, stage: str, data_lists: Mapping[str, Path | None],

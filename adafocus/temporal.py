@@ -22,10 +22,9 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 from torchmetrics.functional.classification import multiclass_average_precision
 
-from adafocus.agents import FocusAgent, load_agent, policy_gmacs, save_agent
+from adafocus.agents import FocusAgent, load_algorithm, policy_gmacs, save_agent
 from adafocus.agents.frames import (FrameAgent, frame_policy_gmacs, make_frame_algorithm, oracle_frames,
                                     uniform_frames)
-from adafocus.agents.algorithms import resolve_algorithm
 from adafocus.backbones import AdaFocusModel, step_cost
 from adafocus.data.clips import ClipSet
 from adafocus.envs import EnvConfig, FocusEpisodes
@@ -80,15 +79,17 @@ class Base:
 
 def load_base(run: Path, device: torch.device | str = "cpu") -> Base:
     """Stage III's (else stage I's) model and the learned pi of a run written by ``train_policy.py``."""
-    from .pipeline import build_model, open_run, policy_env_config
+    from .pipeline import build_model, load_policy, make_episodes, open_run, policy_env_config
 
     files = open_run(Path(run))
     if files.policy is None:
         raise FileNotFoundError(f"{run}: no policy/policy.zip: the frame policies need a trained pi")
     device = torch.device(device)
     model = build_model(files.config, files.checkpoint, device)
-    agent = load_agent(files.policy, files.config.policy.algo, device)
-    return Base(files.config, model, agent, policy_env_config(files.config, files.policy), device)
+    env = policy_env_config(files.config, files.policy)
+    spaces = make_episodes(model, None, replace(env, reward="conf"), device, num_frames=files.config.data.frames)
+    agent = load_policy(files.policy, spaces, device, files.config)
+    return Base(files.config, model, agent, env, device)
 
 
 def frame_reader(model: AdaFocusModel, clips: ClipSet | None, env: EnvConfig, focus: FocusAgent,
@@ -135,7 +136,7 @@ def train_frame_policy(kind: str, run: Path, out: Path, settings: FrameSettings,
     """Stage II': train one frame policy by RL over the run's training videos, pi and backbones frozen."""
     folder = Path(out) / policy_name(kind, settings)
     path = folder / "policy.zip"
-    from .pipeline import open_run
+    from .pipeline import open_run, sb3_progress
 
     files = open_run(Path(run))
     record = {"stage": f"frame_policy:{kind}", "fields": {f"frame.{k}": v for k, v in asdict(settings).items()},
@@ -157,7 +158,8 @@ def train_frame_policy(kind: str, run: Path, out: Path, settings: FrameSettings,
     algo.set_logger(configure(str(folder), ["csv"]))
     steps = settings.total_timesteps or int(settings.epochs * source.order.size * steps_per_episode)
     began = time.perf_counter()
-    algo.learn(steps, progress_bar=progress)
+    bar, logs = sb3_progress(progress, f"stage II' {kind}", steps, source.order.size * steps_per_episode)
+    algo.learn(steps, callback=logs, progress_bar=bar)
     source.close()
     meta = {"kind": kind, "run": str(run), "settings": asdict(settings), "timesteps": steps,
             "seconds": time.perf_counter() - began}
@@ -166,10 +168,22 @@ def train_frame_policy(kind: str, run: Path, out: Path, settings: FrameSettings,
     return path
 
 
-def load_frame_policy(path: Path, device: torch.device | str = "cpu") -> tuple[str, FrameSettings, FrameAgent]:
-    meta = json.loads(Path(path).with_suffix(".json").read_text())
-    settings = FrameSettings(**meta["settings"])
-    return meta["kind"], settings, FrameAgent(resolve_algorithm(settings.algo).load(path, device=device))
+def load_frame_policy(path: Path, reader: FrameReader, device: torch.device | str = "cpu",
+                      seed: int = 0) -> tuple[str, FrameSettings, FrameEpisodes, FrameAgent]:
+    """A trained frame policy, with the episodes it acts in over ``reader``: the algorithm rebuilt from the
+    settings in its ``policy.json`` for those episodes' spaces, and only the file's tensors read into it
+    (:func:`adafocus.agents.load_algorithm`; nothing in the file is unpickled)."""
+    meta_path = Path(path).with_suffix(".json")
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"frame policy {path} has no config file {meta_path} beside it")
+    meta = json.loads(meta_path.read_text())
+    if not isinstance(meta, dict) or meta.get("kind") not in KINDS or not isinstance(meta.get("settings"), dict):
+        raise ValueError(f"{meta_path}: not the config a frame policy is saved with (kind and settings)")
+    kind, settings = meta["kind"], FrameSettings(**meta["settings"])
+    episodes = build_episodes(kind, reader, settings)
+    algo = load_algorithm(path, lambda env: make_frame_algorithm(settings.algo, env, settings, horizon(episodes), seed,
+                                                                 device), episodes.observation_space, episodes.action_space)
+    return kind, settings, episodes, FrameAgent(algo)
 
 
 # ---- evaluation ------------------------------------------------------------------------------------
@@ -288,8 +302,7 @@ def evaluate_frame_policies(run: Path, policies: list[Path], k: int | None = Non
         results[f"oracle_k{k}"] = _result(oracle_logits[k], labels, k * reader.costs.read, time.perf_counter() - began, k=k)
         results[f"oracle_k{k}"]["curve"], _ = selection_curve(reader, lambda n: oracle_frames(readable, n), range(1, t + 1))
     for path in policies:
-        kind, settings, agent = load_frame_policy(path, device)
-        episodes = build_episodes(kind, reader, settings)
+        kind, settings, episodes, agent = load_frame_policy(path, reader, device, base.config.seed)
         began = time.perf_counter()
         out = run_frame_policy(episodes, agent, device, utility=kind == "adaframe")
         seconds = time.perf_counter() - began

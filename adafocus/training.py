@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,16 @@ class Environment:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def interactive(stream: Any = None) -> bool:
+    """Whether ``stream`` (default stderr, where tqdm draws) is a terminal: live bars there; in a log file a
+    redrawn bar is thousands of carriage returns, so logs get one line per epoch instead."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -234,7 +245,8 @@ def _train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_se
     log_path = out / "log.csv"
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if env.device.type == "cuda" else torch.autocast("cpu", enabled=False)
     show = progress and env.is_main
-    epochs = tqdm(range(start, stage.epochs), desc=name, disable=not show, initial=start, total=stage.epochs)
+    live = show and interactive()
+    epochs = tqdm(range(start, stage.epochs), desc=name, disable=not live, initial=start, total=stage.epochs)
     for epoch in epochs:
         torch.manual_seed(_epoch_seed(seed, epoch, env.rank))
         train_sampler.set_epoch(epoch)
@@ -243,7 +255,7 @@ def _train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_se
                 ds.set_epoch(epoch)
         model.train()
         began, total_loss, seen, skipped = time.time(), 0.0, 0, 0
-        for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show):
+        for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False, disable=not live):
             skipped += batch.pop("skipped", 0)
             if not _all_have_batch("label" in batch, env):
                 continue
@@ -265,6 +277,9 @@ def _train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_se
                         ckpt_path)
             _log(metrics, log_path, writer, epoch)
             epochs.set_postfix(loss=f"{metrics['train_loss']:.3f}", top1=f"{metrics['top1']:.3f}")
+            if show and not live:
+                print(f"{name}: epoch {epoch + 1}/{stage.epochs}, loss {metrics['train_loss']:.4f}, top1 "
+                      f"{metrics['top1']:.4f}, {metrics['seconds']:.0f} s", file=sys.stderr, flush=True)
     if writer is not None:
         writer.close()
     return metrics

@@ -2,19 +2,25 @@
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
+import pickle
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.save_util import recursive_getattr
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from .base import FocusAgent
+from .defaults import algorithm_arguments, parse_overrides, ppo_family
 from .extractor import GlanceExtractor
 from .recurrent import GRUPPO
 
@@ -60,38 +66,45 @@ def action_kind(algo: str, requested: str | None = None) -> str:
     return requested or "grid"
 
 
+def base_policy_kwargs(cls: type[BaseAlgorithm]) -> dict[str, Any]:
+    """The project's policy kwargs besides pi's extractor: feed-forward on-policy algorithms put their actor
+    and critic heads straight on pi's features (the paper's pi has no hidden layer after its encoder)."""
+    if issubclass(cls, OnPolicyAlgorithm) and "Lstm" not in _policy_name(cls):
+        return {"net_arch": []}
+    return {}
+
+
 def make_algorithm(algo: str, env: VecEnv, policy: Any, num_frames: int, seed: int = 0,
                    device: str | torch.device = "auto", tensorboard_log: str | None = None) -> BaseAlgorithm:
     """Build an SB3 algorithm on the AdaFocus VecEnv with pi's shared features extractor.
 
-    ``policy`` is a :class:`adafocus.config.PolicyConfig`. On-policy algorithms collect
-    ``videos_per_update`` whole videos per update (n_steps = videos * T / n_envs), as the paper's PPO
-    does with 64 videos; PPO splits them into ``minibatches`` (the paper: one). The paper's pi
-    (``gru_ppo``, ``paper_ppo``) runs a GRU as wide as its encoder (1024 in the paper).
+    ``policy`` is a :class:`adafocus.config.PolicyConfig`. The algorithm's values come from
+    ``agents/hyperparams/<algo>.yml`` under the run's PolicyConfig (the precedence is in
+    :mod:`adafocus.agents.defaults`). On-policy algorithms collect ``videos_per_update`` whole videos per
+    update (n_steps = videos * T / n_envs), as the paper's PPO does with 64 videos; the PPO family splits them
+    into ``minibatches`` (the paper: one). The paper's pi (``gru_ppo``, ``paper_ppo``) runs a GRU as wide as
+    its encoder (1024 in the paper).
     """
     cls = resolve_algorithm(algo)
-    extractor: dict[str, Any] = dict(
-        features_extractor_class=GlanceExtractor,
-        features_extractor_kwargs=dict(features_dim=policy.features_dim, conv_channels=policy.conv_channels,
-                                       glance_norm=policy.glance_norm))
+    values, file_policy_kwargs = algorithm_arguments(algo, cls, env, parse_overrides(policy.hyperparams))
+    policy_kwargs: dict[str, Any] = {
+        **base_policy_kwargs(cls), **file_policy_kwargs,
+        "features_extractor_class": GlanceExtractor,
+        "features_extractor_kwargs": dict(features_dim=policy.features_dim, conv_channels=policy.conv_channels,
+                                          glance_norm=policy.glance_norm)}
     if issubclass(cls, GRUPPO):
-        extractor.update(lstm_hidden_size=policy.features_dim, action_std=policy.action_std)
+        policy_kwargs.update(lstm_hidden_size=policy.features_dim, action_std=policy.action_std)
     elif policy.action_std is not None:
         raise ValueError(f"--policy.action_std is the paper's continuous pi (gru_ppo, paper_ppo), not {algo}")
-    kwargs: dict[str, Any] = dict(learning_rate=policy.learning_rate, gamma=policy.gamma, seed=seed, device=device,
-                                  tensorboard_log=tensorboard_log, verbose=0)
+    kwargs: dict[str, Any] = {**values, "learning_rate": policy.learning_rate, "gamma": policy.gamma, "seed": seed,
+                              "device": device, "tensorboard_log": tensorboard_log, "verbose": 0}
     if issubclass(cls, OnPolicyAlgorithm):
         n_steps = max(1, policy.videos_per_update * num_frames // env.num_envs)
         kwargs.update(n_steps=n_steps, gae_lambda=policy.gae_lambda, ent_coef=policy.ent_coef, vf_coef=policy.vf_coef)
-        if "n_epochs" in cls.__init__.__code__.co_varnames:  # PPO family
+        if ppo_family(cls):  # PaperPPO and GRUPPO too, whose constructors take PPO's arguments as **kwargs
             kwargs.update(batch_size=max(1, n_steps * env.num_envs // policy.minibatches), n_epochs=policy.n_epochs,
                           clip_range=policy.clip_range)
-        if "Lstm" not in _policy_name(cls):
-            extractor["net_arch"] = []  # actor/critic heads on pi's features
-    else:
-        kwargs.update(learning_starts=min(1000, 10 * num_frames * env.num_envs), batch_size=256,
-                      buffer_size=100_000, train_freq=(1, "step"), gradient_steps=1)
-    return cls(_policy_name(cls), env, policy_kwargs=extractor, **kwargs)
+    return cls(_policy_name(cls), env, policy_kwargs=policy_kwargs, **kwargs)
 
 
 def _policy_name(cls: type[BaseAlgorithm]) -> str:
@@ -146,11 +159,132 @@ def save_agent(model: BaseAlgorithm, path: Path, config: dict[str, Any]) -> None
     os.replace(tmp, meta)
 
 
-def load_agent(path: Path, algo: str, device: str | torch.device = "auto") -> SB3Agent:
+class PolicyFileError(ValueError):
+    """A policy file that cannot be read as the algorithm its config describes; the message names the file."""
+
+
+# SB3's ``data`` entries worth restoring when training resumes: plain numbers (everything else is rebuilt
+# from the project's config, and the pickled entries are never decoded)
+RESUMED_COUNTERS = ("num_timesteps", "_n_updates", "_episode_num")
+
+
+def read_policy_file(path: Path, device: str | torch.device = "cpu"
+                     ) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """SB3's zip read without running anything from it: ``(state_dicts, variables, data)``.
+
+    The ``.pth`` members (``policy``, its optimizers, ``pytorch_variables``) go through torch's weights-only
+    unpickler; SB3's ``data`` is parsed as JSON and its cloudpickled entries (``":serialized:"``: spaces,
+    schedules, policy_kwargs, anything else) are dropped undecoded, since unpickling them could run code.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"policy file {path} does not exist")
-    return SB3Agent(resolve_algorithm(algo).load(path, device=device))
+    state_dicts: dict[str, Any] = {}
+    variables: dict[str, torch.Tensor] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            raw = json.loads(archive.read("data")) if "data" in names else {}
+            for name in names:
+                if not name.endswith(".pth"):
+                    continue
+                value = torch.load(io.BytesIO(archive.read(name)), map_location=device, weights_only=True)
+                if name == "pytorch_variables.pth":
+                    variables = value if isinstance(value, dict) else {}
+                else:
+                    state_dicts[name[:-len(".pth")]] = value
+    except (zipfile.BadZipFile, pickle.UnpicklingError, ValueError, RuntimeError, EOFError, KeyError) as error:
+        # UnpicklingError: torch's weights-only loader refused an object that is not a tensor
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PolicyFileError(f"policy file {path} cannot be read as SB3's zip of tensors: {reason}") from error
+    if not isinstance(raw, dict):
+        raise PolicyFileError(f"policy file {path}: its 'data' member is not a JSON object")
+    data = {k: v for k, v in raw.items() if not (isinstance(v, dict) and ":serialized:" in v)}
+    return state_dicts, variables, data
+
+
+def restore_algorithm(algo: BaseAlgorithm, path: Path, training: bool = False) -> dict[str, Any]:
+    """Put a saved policy's tensors into ``algo``, an algorithm built afresh from the project's config.
+
+    Only the modules and variables ``algo`` itself declares are read, each by name: the policy (strictly,
+    every key and shape), SB3's tensor variables (SAC's entropy coefficient), and with ``training`` the
+    optimizers and the step counters, for resuming. Returns the plain JSON values of SB3's ``data``.
+    """
+    state_dicts, variables, data = read_policy_file(path, algo.device)
+    modules, variable_names = algo._get_torch_save_params()
+    for name in modules:
+        target = recursive_getattr(algo, name)
+        is_optimizer = isinstance(target, torch.optim.Optimizer)
+        if is_optimizer and not training:
+            continue
+        if name not in state_dicts:
+            raise PolicyFileError(f"policy file {path} has no {name}.pth: it was not saved by a "
+                                  f"{type(algo).__name__} of this project")
+        try:
+            if is_optimizer:
+                target.load_state_dict(state_dicts[name])
+            else:
+                target.load_state_dict(state_dicts[name], strict=True)
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise PolicyFileError(f"policy file {path}: its {name} does not fit the {type(algo).__name__} its config "
+                                  f"describes ({first})") from error
+    for name in variable_names:
+        value, target = variables.get(name), recursive_getattr(algo, name, None)
+        if isinstance(value, torch.Tensor) and isinstance(target, torch.Tensor):
+            if value.shape != target.shape:
+                raise PolicyFileError(f"policy file {path}: its {name} has shape {tuple(value.shape)}, the "
+                                      f"{type(algo).__name__} its config describes {tuple(target.shape)}")
+            with torch.no_grad():
+                target.copy_(value)
+    if training:
+        for name in RESUMED_COUNTERS:
+            if isinstance(data.get(name), int) and not isinstance(data.get(name), bool):
+                setattr(algo, name, data[name])
+    return data
+
+
+class _Spaces(gym.Env):
+    """An env that only carries observation and action spaces: what a saved policy is rebuilt on."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        raise RuntimeError("this env only carries the spaces a loaded policy is rebuilt on: it cannot run")
+
+    def step(self, action):
+        raise RuntimeError("this env only carries the spaces a loaded policy is rebuilt on: it cannot run")
+
+
+def spaces_env(observation_space: spaces.Space, action_space: spaces.Space, num_envs: int = 1) -> VecEnv:
+    """A VecEnv of ``num_envs`` slots with these spaces, to build an algorithm that will only act."""
+    return DummyVecEnv([lambda: _Spaces(observation_space, action_space) for _ in range(num_envs)])
+
+
+def load_algorithm(path: Path, build: Callable[[VecEnv], BaseAlgorithm], observation_space: spaces.Space,
+                   action_space: spaces.Space) -> BaseAlgorithm:
+    """The one way a saved policy is loaded to act: ``build`` makes the algorithm from the project's config
+    on the spaces the caller knows (its env's), then only the file's tensors are read into it.
+
+    SB3's own ``load`` would unpickle parts of the zip (spaces, schedules, policy_kwargs), which runs
+    whatever code a crafted file holds; nothing here decodes a pickle."""
+    algo = build(spaces_env(observation_space, action_space))
+    restore_algorithm(algo, path)
+    return algo
+
+
+def load_agent(path: Path, policy: Any, observation_space: spaces.Space, action_space: spaces.Space,
+               num_steps: int, device: str | torch.device = "auto", seed: int = 0) -> SB3Agent:
+    """pi saved by :func:`save_agent`, rebuilt by :func:`make_algorithm` from ``policy`` (the
+    :class:`adafocus.config.PolicyConfig` it was trained with) for the env's spaces and episode length
+    ``num_steps``; see :func:`load_algorithm`. ``seed``: the one it was trained with (building seeds torch,
+    as SB3's own load does)."""
+    if isinstance(policy, str):
+        raise TypeError("load_agent needs the PolicyConfig the policy was trained with (its policy.json), "
+                        "not only an algorithm name: see adafocus.pipeline.load_policy")
+    return SB3Agent(load_algorithm(path, lambda env: make_algorithm(policy.algo, env, policy, num_steps, seed, device),
+                                   observation_space, action_space))
 
 
 def policy_gmacs(agent: FocusAgent, observation_space: spaces.Dict, device: torch.device) -> float:

@@ -250,7 +250,8 @@ def _write(config: SyntheticConfig, root: Path, progress: bool) -> None:
     (root / "annotations" / "videos").mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps(asdict(config), indent=2))
     splits = {"train": (config.train_videos, 0), "val": (config.val_videos, 1)}
-    bar = tqdm(total=config.train_videos + config.val_videos, desc="synthetic videos", disable=not progress)
+    bar = tqdm(total=config.train_videos + config.val_videos, desc="synthetic videos",
+               disable=None if progress else True)  # None: no bar unless stderr is a terminal
     for split, (count, stream) in splits.items():
         rng = np.random.default_rng([config.seed, stream])
         labels = rng.permutation(np.arange(count) % config.num_classes)  # balanced classes

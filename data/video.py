@@ -528,6 +528,26 @@ def count_frames(path: str | Path, decoder: Decoder = "decord",
         return n
 
 
+def frame_rate(path: str | Path, decoder: Decoder = "decord") -> float | None:
+    """Frames per second of a video file as its container states it (decord: the average rate; PyAV: the
+    stream's average rate), or None when the container states none. Frame folders have no rate: None."""
+    path = Path(path)
+    _check_decoder(decoder)
+    if path.is_dir():
+        return None
+    if decoder == "decord":
+        vr = _open_decord(path)
+        try:
+            fps = float(vr.get_avg_fps())
+        finally:
+            del vr
+    else:
+        with _open_av(path) as (_, stream):
+            rate = stream.average_rate or stream.base_rate
+            fps = float(rate) if rate else 0.0
+    return fps if fps > 0 and np.isfinite(fps) else None
+
+
 def decode_frames(path: str | Path, indices: Sequence[int] | np.ndarray, decoder: Decoder = "decord",
                   image_template: str = DEFAULT_IMAGE_TEMPLATE) -> torch.Tensor:
     """Decode the frames at 0-based ``indices`` of a video file (or frame folder) as uint8 (T, 3, H, W).
@@ -983,7 +1003,8 @@ def load_clips(dataset: VideoDataset, batch_size: int = 16, num_workers: int = 0
     parts: dict[str, list[torch.Tensor]] = {"frames": [], "label": [], "boxes": [], "readable": [], "index": [],
                                             "all_labels": []}
     skipped = 0
-    with tqdm(loader, desc="decoding videos", unit="batch", disable=not progress) as bar:
+    # disable None: no bar unless stderr is a terminal (a log gets no redrawn bar)
+    with tqdm(loader, desc="decoding videos", unit="batch", disable=None if progress else True) as bar:
         for batch in bar:
             skipped += batch["skipped"]
             if skipped:

@@ -19,7 +19,7 @@ import torch
 
 from adafocus.agents.arnet import ARNetConfig
 from adafocus.baselines import METHODS, BaselineConfig, compare, with_preset_defaults
-from adafocus.cli import print_results
+from adafocus.cli import add_debug_option, print_results, run_script
 from adafocus.config import preset
 
 DEFAULT_RUNS = {"synthetic": "runs/synthetic", "synthetic_temporal": "runs/synthetic_temporal"}  # train_policy's
@@ -27,6 +27,7 @@ DEFAULT_RUNS = {"synthetic": "runs/synthetic", "synthetic_temporal": "runs/synth
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_option(parser)
     parser.add_argument("--presets", nargs="+", default=["synthetic", "synthetic_temporal"])
     parser.add_argument("--runs", nargs="+", help="AdaFocus run folder per preset (default: runs/<preset>, as train_policy.py writes)")
     parser.add_argument("--out", default="runs/baselines", help="results go to <out>/<preset>/")
@@ -69,4 +70,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from adafocus.cli import add_debug_option, run_script
 from adafocus.official import DATASETS, DEFAULT_ACTION_STD, convert_official, find_files
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_option(parser)
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     parser.add_argument("--patch", type=int, required=True,
                         help="patch size P of the checkpoint (released: 128, 160, 192 for activitynet; "
@@ -43,7 +45,7 @@ def main() -> None:
     parser.add_argument("--val-list")
     parser.add_argument("--data-root")
     parser.add_argument("--label-file", help="labels file of sthv1 / sthv2")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     path = lambda value: Path(value) if value else None  # noqa: E731
     files = find_files(args.dataset, args.patch, path(args.files), path(args.checkpoint), path(args.warmup_glancer),
@@ -62,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

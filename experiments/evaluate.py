@@ -12,12 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from adafocus.baselines import BaselineConfig, compare, with_preset_defaults
-from adafocus.cli import print_results
+from adafocus.cli import add_debug_option, print_results, run_script
 from adafocus.pipeline import evaluate_run, open_run, write_report
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_option(parser)
     parser.add_argument("--run", required=True, help="run folder written by train_policy.py")
     parser.add_argument("--checkpoint", help="model checkpoint (default: the run's stage III, else stage I)")
     parser.add_argument("--policy", help="learned policy (default: <run>/policy/policy.zip when present)")
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--baselines", action="store_true",
                         help="also train (frozen backbones, seconds each) and evaluate AR-Net, SCSampler, LiteEval and "
                              "Listen-to-look on the run's backbones, in the same table and plot")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     run = open_run(Path(args.run))
     config = run.config
@@ -52,4 +53,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

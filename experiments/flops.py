@@ -17,6 +17,7 @@ from torch import nn
 
 from adafocus.backbones import (AdaFocusModel, ClipFocusModel, EncoderSpec, ModelConfig, clip_cost, evaluating,
                                 step_cost, tsm_costs)
+from adafocus.cli import add_debug_option, run_script
 
 
 # --- policy network -------------------------------------------------------------------------------
@@ -105,8 +106,9 @@ def _fmt(gmacs: float, decimals: int) -> str:
     return f"{gmacs:.{decimals}f}" if gmacs >= 10 ** -decimals or gmacs == 0 else f"{gmacs:.3g}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_option(parser)
     parser.add_argument("--global-arch", default="mobilenet_v2")
     parser.add_argument("--global-size", type=int, default=224)
     parser.add_argument("--global-blocks", type=int, default=None)
@@ -123,7 +125,7 @@ def main() -> None:
                         help="clip-level AdaFocus (Section 4.2): f_G on this many frames, f_L on --frames patches")
     parser.add_argument("--shift", type=float, default=0.0, help="TSM channel fraction shifted each way (1/8 in TSM)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.glance_frames is not None:
         _clip_level(args)
         return
@@ -159,4 +161,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -2,7 +2,7 @@
 
 Runs under `torchrun --nproc_per_node N` too (DistributedDataParallel; only rank 0 writes).
 """
-from adafocus.cli import stage_main
+from adafocus.cli import run_script, stage_main
 
 if __name__ == "__main__":
-    stage_main("warmup", __doc__)
+    run_script(lambda argv: stage_main("warmup", __doc__, argv))

@@ -14,17 +14,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from adafocus.cli import parse_config
+from adafocus.cli import parse_config, run_script
 from adafocus.pipeline import run_supervised
 from adafocus.stages import PatchTask
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     def extra(parser):
         parser.add_argument("--out", default="runs/synthetic_baselines", help="run folder")
         parser.add_argument("--no-progress", action="store_true")
 
-    config, args = parse_config(__doc__, extra=extra)
+    config, args = parse_config(__doc__, argv, extra=extra)
     out = Path(args.out)
     warm = run_supervised(config, "warmup", out, progress=not args.no_progress)
     table = Table(title=f"Stage I classifiers by patch placement ({config.preset}, "
@@ -44,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

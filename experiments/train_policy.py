@@ -9,16 +9,14 @@ interrupted one resumes, and a stage trained by another command is refused; ``--
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-from adafocus.cli import parse_config, print_results, remove_run_folder
+from adafocus.cli import parse_config, print_results, remove_run_folder, run_script
 from adafocus.pipeline import main_job
-from adafocus.provenance import StageMismatch
 from adafocus.temporal import add_frame_arguments, frame_job, frame_settings
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     def extra(parser):
         parser.add_argument("--out", help="run folder (default: runs/<preset>)")
         parser.add_argument("--fresh", action="store_true", help="delete the run folder first (only a folder this "
@@ -29,27 +27,23 @@ def main() -> None:
         parser.add_argument("--no-progress", action="store_true", help="no progress bars")
         add_frame_arguments(parser)
 
-    config, args = parse_config(__doc__, extra=extra)
+    config, args = parse_config(__doc__, argv, extra=extra)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        sys.exit("train_policy.py runs stage II, which trains in one process: run it without torchrun "
-                 "(train_stage1.py and train_stage3.py take torchrun)")
+        raise ValueError("train_policy.py runs stage II, which trains in one process: run it without torchrun "
+                         "(train_stage1.py and train_stage3.py take torchrun)")
     out = Path(args.out or f"runs/{config.preset}")
     if args.fresh:
         remove_run_folder(out)
-    try:
-        if not (args.frame_policy and (out / "results.json").is_file()):  # a finished run is reused as it is
-            evaluation, written = main_job(config, out, progress=not args.no_progress,
-                                           start_from=Path(args.start_from) if args.start_from else None)
-            print_results(evaluation.results, written,
-                          f"AdaFocus on {config.preset} ({evaluation.results['videos']} validation videos)")
-        if args.frame_policy:
-            frame_out = Path(args.frame_out or f"{out}_frames")
-            frame_job(out, frame_out, args.frame_policy, frame_settings(args), args.frame_lambdas,
-                      progress=not args.no_progress, val_videos=args.frame_eval_videos)
-    except StageMismatch as error:  # a clear message and exit status 2, as for a bad option
-        print(error, file=sys.stderr)
-        sys.exit(2)
+    if not (args.frame_policy and (out / "results.json").is_file()):  # a finished run is reused as it is
+        evaluation, written = main_job(config, out, progress=not args.no_progress,
+                                       start_from=Path(args.start_from) if args.start_from else None)
+        print_results(evaluation.results, written,
+                      f"AdaFocus on {config.preset} ({evaluation.results['videos']} validation videos)")
+    if args.frame_policy:
+        frame_out = Path(args.frame_out or f"{out}_frames")
+        frame_job(out, frame_out, args.frame_policy, frame_settings(args), args.frame_lambdas,
+                  progress=not args.no_progress, val_videos=args.frame_eval_videos)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -8,15 +8,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from adafocus.cli import add_debug_option, run_script
 from adafocus.pipeline import evaluate_run, open_run, write_report
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_option(parser)
     parser.add_argument("--run", required=True, help="run folder written by train_policy.py")
     parser.add_argument("--videos", type=int, nargs="+", default=[0, 1, 2, 3], help="validation video indices")
     parser.add_argument("--out", help="output folder (default: <run>/pictures)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     run = open_run(Path(args.run))
     evaluation = evaluate_run(run.config, run.checkpoint, run.policy, full_frame=run.warmup, tsm_plus=run.tsm_plus,
                               videos=args.videos)
@@ -27,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

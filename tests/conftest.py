@@ -7,6 +7,12 @@ The module-scoped fixtures are shared by the tests of one module: do not train o
 """
 from __future__ import annotations
 
+import base64
+import json
+import zipfile
+from pathlib import Path
+
+import cloudpickle
 import pytest
 import torch
 
@@ -99,3 +105,30 @@ def tiny_run_config() -> RunConfig:
                      warmup=replace(stage, frames=2), stage1=stage, stage3=replace(stage, lr_local=0.0),
                      policy=PolicyConfig(n_envs=4, videos_per_update=4, features_dim=16, total_timesteps=64),
                      device="cpu")
+
+
+# ---- crafted policy files -------------------------------------------------------------------------
+class Marker:
+    """Unpickled, this creates a file: what a crafted policy.zip can make SB3's own load do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def poison(path: Path, marker: Path, fields: tuple[str, ...] = ("policy_kwargs", "observation_space", "action_space",
+                                                                  "lr_schedule", "clip_range", "surprise")) -> None:
+    """Rewrite SB3's ``data`` member so that each of ``fields`` is a cloudpickled :class:`Marker`, as
+    SB3 stores the objects JSON cannot hold (``":serialized:"``)."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(members["data"])
+    payload = base64.b64encode(cloudpickle.dumps(Marker(marker))).decode()
+    for field in fields:
+        data[field] = {":type:": "<class 'object'>", ":serialized:": payload}
+    members["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)

@@ -1,8 +1,11 @@
 """Focus policies: every SB3 algorithm on the VecEnv, SB3Agent, save/load, the baselines, costs, extractor."""
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +14,15 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from adafocus.agents import (CenterAgent, FocusAgent, GlanceExtractor, OracleAgent, RandomAgent, SB3Agent,
-                             action_kind, load_agent, make_algorithm, policy_gmacs, resolve_algorithm, save_agent)
+from adafocus.agents import (CenterAgent, FocusAgent, GlanceExtractor, OracleAgent, PolicyFileError, RandomAgent,
+                             SB3Agent, action_kind, load_agent, make_algorithm, policy_gmacs, read_policy_file,
+                             resolve_algorithm, restore_algorithm, save_agent)
 from adafocus.backbones import grid_corners
 from adafocus.config import PolicyConfig
 from adafocus.data.clips import ClipSet
 from adafocus.envs import AdaFocusVecEnv, EnvConfig, FocusEpisodes
+
+from conftest import Marker, poison
 
 
 N_ENVS = 4
@@ -26,8 +32,15 @@ TIMESTEPS = {"ppo": 192, "a2c": 192, "recurrent_ppo": 192, "gru_ppo": 192, "pape
              "qrdqn": 192, "sac": 256, "td3": 256}
 
 
+# the files' off-policy starts (about 1,000 steps) are sized for 64 slots; SAC's and TD3's 16 gradient steps per
+# step too: the tiny runs start after 10 rounds and take one gradient step per step
+OFF_POLICY = {"dqn": "{learning_starts: 160}", "qrdqn": "{learning_starts: 160}",
+              "sac": "{learning_starts: 160, gradient_steps: 1}", "td3": "{learning_starts: 160, gradient_steps: 1}"}
+
+
 def small_policy(algo: str = "ppo") -> PolicyConfig:
-    return PolicyConfig(algo=algo, n_envs=N_ENVS, videos_per_update=N_ENVS, features_dim=32, learning_rate=1e-3)
+    return PolicyConfig(algo=algo, n_envs=N_ENVS, videos_per_update=N_ENVS, features_dim=32, learning_rate=1e-3,
+                        hyperparams=OFF_POLICY.get(algo))
 
 
 def make_vec(model, clips, action: str = "grid", n: int = N_ENVS, seed: int = 0, **config) -> AdaFocusVecEnv:
@@ -148,13 +161,38 @@ def test_action_kind():
 
 
 # ---- save / load ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("algo", ["ppo", "sac"])
-def test_save_load_roundtrip(tiny_model, tiny_clips, tmp_path, algo):
-    model, env = build(algo, tiny_model, tiny_clips)
-    with torch.no_grad():  # weights a freshly seeded model would not have
+def perturbed(model: BaseAlgorithm) -> BaseAlgorithm:
+    """``model`` with weights a freshly seeded build would not have."""
+    with torch.no_grad():
         generator = torch.Generator().manual_seed(1)
         for p in model.policy.parameters():
             p.add_(0.1 * torch.randn(p.shape, generator=generator))
+    return model
+
+
+def reload(path: Path, algo: str, env: AdaFocusVecEnv, **changes) -> SB3Agent:
+    """The project's loader: pi rebuilt from its PolicyConfig for the env's spaces, the file's tensors read in."""
+    return load_agent(path, replace(small_policy(algo), **changes), env.observation_space, env.action_space,
+                      env.episodes.num_steps, device="cpu")
+
+
+def assert_same_actions(model: BaseAlgorithm, loaded: SB3Agent, env: AdaFocusVecEnv, steps: int = 3) -> None:
+    """Deterministic actions step after step (a recurrent pi's state carried by both) are identical."""
+    original = SB3Agent(model)
+    original.reset(N_ENVS)
+    loaded.reset(N_ENVS)
+    obs = env.reset()
+    for _ in range(steps):
+        tensors = as_tensors(obs)
+        expected = original.act(tensors, deterministic=True)
+        torch.testing.assert_close(loaded.act(tensors, deterministic=True), expected, rtol=0, atol=0)
+        obs, *_ = env.step(expected.numpy())
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn", "recurrent_ppo", "paper_ppo", "sac"])
+def test_save_load_roundtrip(tiny_model, tiny_clips, tmp_path, algo):
+    model, env = build(algo, tiny_model, tiny_clips)
+    perturbed(model)
     path = tmp_path / "policy" / "policy.zip"
     path.parent.mkdir()
     config = {"policy": {"algo": algo}, "env": {"action": action_kind(algo)}}
@@ -162,16 +200,76 @@ def test_save_load_roundtrip(tiny_model, tiny_clips, tmp_path, algo):
     assert path.is_file()
     assert json.loads(path.with_suffix(".json").read_text()) == config
 
-    loaded = load_agent(path, algo, device="cpu")
-    assert isinstance(loaded, SB3Agent)
-    obs = env.reset()
-    for _ in range(3):
-        tensors = as_tensors(obs)
-        expected = SB3Agent(model).act(tensors, deterministic=True)
-        torch.testing.assert_close(loaded.act(tensors, deterministic=True), expected, rtol=0, atol=0)
-        obs, *_ = env.step(expected.numpy())
+    loaded = reload(path, algo, env)
+    assert isinstance(loaded, SB3Agent) and type(loaded.model) is type(model)
+    saved, restored = model.policy.state_dict(), loaded.policy.state_dict()
+    assert saved.keys() == restored.keys() and all(torch.equal(saved[k], restored[k]) for k in saved)
+    assert_same_actions(model, loaded, env)
     with pytest.raises(FileNotFoundError):
-        load_agent(tmp_path / "missing.zip", algo)
+        reload(tmp_path / "missing.zip", algo, env)
+    with pytest.raises(PolicyFileError, match=str(path)):  # a config that does not describe this pi is named
+        reload(path, algo, env, features_dim=24)
+    with pytest.raises(TypeError, match="PolicyConfig"):  # an algorithm name alone cannot rebuild pi
+        load_agent(path, algo, env.observation_space, env.action_space, 4)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "recurrent_ppo"])
+def test_a_crafted_policy_file_runs_nothing_and_still_acts_as_saved(tiny_model, tiny_clips, tmp_path, algo):
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    model, env = build(algo, tiny_model, tiny_clips)
+    perturbed(model)
+    path, marker = tmp_path / "policy.zip", tmp_path / "marker"
+    save_agent(model, path, {})
+    poison(path, marker)
+
+    loaded = reload(path, algo, env)
+    _, _, data = read_policy_file(path)
+    assert not marker.exists()
+    assert "policy_kwargs" not in data and "surprise" not in data and data["num_timesteps"] == 0
+    assert_same_actions(model, loaded, env)
+    assert not marker.exists()
+    load_from_zip_file(path, device="cpu")  # SB3's own reader does unpickle the payload: the test file is live
+    assert marker.exists()
+
+
+def test_a_policy_file_whose_tensors_hold_objects_is_refused(tiny_model, tiny_clips, tmp_path):
+    model, env = build("ppo", tiny_model, tiny_clips)
+    path, marker = tmp_path / "policy.zip", tmp_path / "marker"
+    save_agent(model, path, {})
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    buffer = io.BytesIO()
+    torch.save({"state": Marker(marker)}, buffer)  # an optimizer state that is a pickled object
+    members["policy.optimizer.pth"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    with pytest.raises(PolicyFileError, match="policy.zip"):
+        reload(path, "ppo", env)
+    assert not marker.exists()
+    (tmp_path / "cut.zip").write_bytes(path.read_bytes()[:200])
+    with pytest.raises(PolicyFileError, match="cut.zip"):
+        reload(tmp_path / "cut.zip", "ppo", env)
+
+
+def test_a_resume_restores_weights_optimizer_and_counters_from_tensors_only(tiny_model, tiny_clips, tmp_path):
+    """Stage II's resume: a fresh build from the config, then the checkpoint's tensors and step counters."""
+    from adafocus.pipeline import save_checkpoint
+
+    model, env = build("ppo", tiny_model, tiny_clips)
+    model.learn(2 * model.n_steps * N_ENVS)
+    path, marker = tmp_path / "checkpoint.zip", tmp_path / "marker"
+    save_checkpoint(model, path, {"num_timesteps": model.num_timesteps})
+    poison(path, marker)
+    fresh, _ = build("ppo", tiny_model, tiny_clips)
+    restore_algorithm(fresh, path, training=True)
+    assert not marker.exists()
+    assert (fresh.num_timesteps, fresh._n_updates) == (model.num_timesteps, model._n_updates) and fresh._n_updates > 0
+    saved, restored = model.policy.optimizer.state_dict(), fresh.policy.optimizer.state_dict()
+    for key, state in saved["state"].items():
+        assert all(torch.equal(state[name], restored["state"][key][name]) for name in state)
+    assert all(torch.equal(a, b) for a, b in zip(model.policy.parameters(), fresh.policy.parameters()))
 
 
 # ---- baselines -----------------------------------------------------------------------------------

@@ -22,12 +22,11 @@ import torchvision
 from torch import nn
 
 from adafocus import provenance
-from adafocus.agents import load_agent
 from adafocus.data.clips import ClipSet
 from adafocus.evaluation import play
 from adafocus.official import (OfficialFiles, OfficialFormatError, convert_official, find_files, load_official,
                                release_names)
-from adafocus.pipeline import build_model, make_episodes, open_run, policy_env_config
+from adafocus.pipeline import build_model, load_policy, make_episodes, open_run, policy_env_config
 
 FRAME, PATCH = 64, 32  # S and P: f_G's map is 2x2 at S = 64
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
@@ -225,7 +224,7 @@ def converted_rollout(run_dir: Path, frames: torch.Tensor) -> tuple[torch.Tensor
     model = build_model(run.config, run.checkpoint)
     env_config = replace(policy_env_config(run.config, run.policy), reward="conf")
     episodes = make_episodes(model, ClipSet(frames, torch.zeros(len(frames), dtype=torch.long)), env_config, "cpu")
-    agent = load_agent(run.policy, run.config.policy.algo, "cpu")
+    agent = load_policy(run.policy, episodes, "cpu", run.config)
     with torch.no_grad():
         return play(episodes, agent)
 

@@ -19,7 +19,7 @@ from adafocus.config import to_dict
 from adafocus.pipeline import main_job, read_checkpoint_state, run_policy
 from adafocus.provenance import StageMismatch
 
-from conftest import tiny_run_config
+from conftest import poison, tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,44 @@ def test_stage2_resumes_after_a_sigkill_from_its_last_checkpoint(finished, tmp_p
     assert f"resuming stage II from step {saved:,} of {total:,}" in done.stdout
     meta = json.loads((run / "policy" / "stage.json").read_text())
     assert provenance.stage_status(run / "policy", meta) == "finished" and not ckpt.exists()
-    from stable_baselines3 import PPO
-    steps = PPO.load(run / "policy" / "policy.zip", device="cpu").num_timesteps
+    from adafocus.agents import read_policy_file
+    steps = read_policy_file(run / "policy" / "policy.zip")[2]["num_timesteps"]
     assert total <= steps < total + 16  # continued from the checkpoint, up to the stage's own total
     assert (run / "policy" / f"progress_until_{saved}.csv").is_file()
+
+
+def test_evaluate_py_on_a_crafted_policy_runs_nothing_and_scores_as_the_run_did(finished, tmp_path):
+    """A run folder from someone else: its policy.zip's pickled fields would write a file when unpickled.
+    evaluate.py rebuilds pi from the run's JSON config and reads only its tensors: no file appears, and the
+    learned policy scores exactly as in the run's own evaluation."""
+    import runpy
+
+    _, out = finished
+    run, marker = tmp_path / "run", tmp_path / "marker"
+    shutil.copytree(out, run)
+    poison(run / "policy" / "policy.zip", marker)
+    script = runpy.run_path(str(ROOT / "experiments" / "evaluate.py"))
+    script["main"](["--run", str(run), "--out", str(tmp_path / "evaluation"), "--device", "cpu"])
+    assert not marker.exists()
+    now = json.loads((tmp_path / "evaluation" / "results.json").read_text())["policies"]["learned"]
+    before = json.loads((out / "results.json").read_text())["policies"]["learned"]
+    for key in ("top1", "mAP", "gflops_per_video", "hit_rate"):
+        assert now[key] == pytest.approx(before[key], abs=1e-6), key
+
+
+def test_frame_policies_load_from_their_json_settings_and_tensors_only(finished, tmp_path):
+    """Stage II' on the run (pi' with a tiny budget), then its policy.zip crafted to write a file when
+    unpickled: evaluating it again runs nothing and gives the same row."""
+    from adafocus.temporal import FrameSettings, evaluate_frame_policies, frame_job
+
+    _, out = finished
+    settings = FrameSettings(n_envs=4, videos_per_update=4, total_timesteps=64, features_dim=16, conv_channels=4)
+    first = frame_job(out, tmp_path / "frames", ["pi_prime"], settings, progress=False)["policies"]
+    (policy,) = sorted((tmp_path / "frames").glob("*/policy.zip"))
+    marker = tmp_path / "marker"
+    poison(policy, marker)
+    again = evaluate_frame_policies(out, [policy], progress=False)["policies"]
+    assert not marker.exists()
+    name = policy.parent.name
+    for key in ("top1", "gflops_per_video", "mean_decisions"):
+        assert again[name][key] == pytest.approx(first[name][key], abs=1e-6), key
