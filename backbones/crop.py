@@ -25,9 +25,14 @@ def fraction_corners(fractions: torch.Tensor, frame_size: tuple[int, int], patch
     height, width = frame_size
     if patch_size > min(height, width):
         raise ValueError(f"patch_size {patch_size} exceeds the frame {height}x{width}")
-    span = torch.tensor([max(width - patch_size, 1), max(height - patch_size, 1)], device=fractions.device)
     limit = torch.tensor([width - patch_size, height - patch_size], device=fractions.device)
-    return torch.minimum((fractions.clamp(0, 1) * span).long(), limit)
+    return torch.minimum((fractions.clamp(0, 1) * corner_span(frame_size, patch_size, fractions.device)).long(), limit)
+
+
+def corner_span(frame_size: tuple[int, int], patch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The range S - P of the top-left corner along (x, y) that :func:`fraction_corners` scales by (at least 1)."""
+    height, width = frame_size
+    return torch.tensor([max(width - patch_size, 1), max(height - patch_size, 1)], device=device)
 
 
 def random_corners(uniform: torch.Tensor, frame_size: tuple[int, int], patch_size: int) -> torch.Tensor:

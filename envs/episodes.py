@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from adafocus.backbones import (AdaFocusModel, ClipFocusModel, corner_centres, fraction_corners, grid_corners,
-                                patch_boxes, patch_corners, random_corners)
+from adafocus.backbones import (AdaFocusModel, ClipFocusModel, corner_centres, corner_span, fraction_corners,
+                                grid_corners, patch_boxes, patch_corners, random_corners)
 from adafocus.data.clips import ClipSet
 
 from .reward import REWARDS, confidence, confidence_gain
@@ -66,8 +66,7 @@ def corner_actions(corners: torch.Tensor, config: EnvConfig, frame_shape: tuple[
                    patch_size: int) -> torch.Tensor:
     """The continuous actions (N, 2) that :func:`continuous_corners` maps to these in-frame corners (N, 2)."""
     if config.continuous == "corner":
-        height, width = frame_shape
-        span = torch.tensor([max(width - patch_size, 1), max(height - patch_size, 1)], device=corners.device)
+        span = corner_span(frame_shape, patch_size, corners.device)
         fractions = ((corners.float() + 0.5) / span).clamp(max=1.0)  # + 0.5: the middle of the cell floor reads
     else:
         fractions = corner_centres(corners, frame_shape, patch_size)
