@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
+from adafocus.agents.config import PolicyConfig
 from adafocus.backbones import EncoderSpec, ModelConfig
 from adafocus.data.synthetic import SyntheticConfig
 from adafocus.envs import EnvConfig
@@ -62,36 +63,6 @@ class StageConfig:
     patches: str = "random"
     frames: int | None = None  # frames per video in this stage (None: the data's T); the CPU warm-up uses fewer
     dropout: float | None = None  # this stage's dropout rate (None: the model's)
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    """Stage II: the RL algorithm and its hyper-parameters (the paper's: Adam 3e-4, gamma 0.7, Monte-Carlo
-    returns, clip 0.2, one update epoch per batch of 64 videos, value 0.5, entropy 0.01, 50 epochs)."""
-
-    algo: str = "ppo"
-    epochs: float = 50.0  # passes over the training videos; total_timesteps = epochs * videos * T unless set
-    total_timesteps: int | None = None
-    n_envs: int = 64
-    videos_per_update: int = 64  # n_steps = videos_per_update * T / n_envs
-    learning_rate: float = 3e-4
-    gamma: float = 0.7
-    gae_lambda: float = 1.0
-    clip_range: float = 0.2
-    n_epochs: int = 1
-    minibatches: int = 1  # PPO minibatches per update (the paper: the whole batch at once)
-    vf_coef: float = 0.5
-    ent_coef: float = 0.01
-    features_dim: int = 1024  # width of pi's hidden layer, and of its GRU in gru_ppo / paper_ppo (the paper's 1024)
-    conv_channels: int = 32  # pi's 1x1 conv on f_G's map
-    glance_norm: bool = True  # normalise f_G's map before pi's conv (needed by an untrained f_G; the authors' pi has none)
-    action_std: float | None = None  # continuous gru_ppo / paper_ppo: the authors' sigmoid mean with this fixed std
-    # (a fraction of the corner's range S - P; their Sth-Sth scripts use 0.25); None: SB3's learned log-std
-    checkpoint_every: int = 10  # updates between stage II checkpoints (a crashed run resumes from the last one)
-    seed: int | None = None  # stage II's own seed (the algorithm, the env slots, the video order); None: the run's.
-    # Seeds of pi compared from one stage I: --policy.seed S --from RUN reuses RUN's warm-up and stage I
-    hyperparams: str | None = None  # more SB3 arguments over agents/hyperparams/<algo>.yml, as a YAML mapping:
-    # "{learning_starts: 500, buffer_size: 20000}" (the arguments above are set by their own options)
 
 
 @dataclass(frozen=True)

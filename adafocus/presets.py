@@ -1,4 +1,4 @@
-"""Ready-made objects on the embedded default: what ``gymnasium.make("adafocus.envs:AdaFocus-v0")`` (and
+"""Ready-made objects on the embedded default: what ``gymnasium.make("adafocus:AdaFocus-v0")`` (and
 ``AdaFocusTSM-v0``, the clip-level env of Section 4.2 on the motion variant) builds."""
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 from torchmetrics.functional.classification import multiclass_average_precision
 
 from adafocus.agents import FocusAgent, load_algorithm, policy_gmacs, save_agent
-from adafocus.agents.frames import (FrameAgent, frame_policy_gmacs, make_frame_algorithm, oracle_frames,
+from adafocus.agents.frames import (FrameAgent, make_frame_algorithm, oracle_frames,
                                     uniform_frames)
 from adafocus.backbones import AdaFocusModel, step_cost
 from adafocus.data.clips import ClipSet
@@ -205,7 +205,7 @@ def run_frame_policy(episodes: FrameEpisodes, agent: FrameAgent, device: torch.d
     for AdaFrame's stop rule: logits, utility and GMACs after every read."""
     obs = episodes.begin(torch.arange(episodes.num_videos))
     agent.reset(episodes.num_rows * episodes.agents)
-    decision = frame_policy_gmacs(agent, episodes.observation_space, device) * episodes.agents
+    decision = policy_gmacs(agent, episodes.observation_space, device) * episodes.agents
     trace: dict[str, list[torch.Tensor]] = {"logits": [episodes.logits.clone()], "spent": [episodes.spent.clone()],
                                             "utility": []}
     while not bool(episodes.finished.all()):

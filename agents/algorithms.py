@@ -17,10 +17,12 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.save_util import recursive_getattr
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from .base import FocusAgent
-from .defaults import algorithm_arguments, parse_overrides, ppo_family
+from .config import PolicyConfig
+from .defaults import ENV_ID, algorithm_arguments, parse_overrides, ppo_family
 from .extractor import GlanceExtractor
 from .recurrent import GRUPPO
 
@@ -57,7 +59,7 @@ def resolve_algorithm(name: str) -> type[BaseAlgorithm]:
 def action_kind(algo: str, requested: str | None = None) -> str:
     """The action space an algorithm can use: the grid unless it only handles continuous actions."""
     name = algo.lower()
-    if name in CONTINUOUS_ONLY or name.rsplit(":", 1)[-1].lower() in CONTINUOUS_ONLY:
+    if continuous_only(algo):
         if requested == "grid":
             raise ValueError(f"{algo} needs continuous actions: use --env.action continuous")
         return "continuous"
@@ -74,24 +76,35 @@ def base_policy_kwargs(cls: type[BaseAlgorithm]) -> dict[str, Any]:
     return {}
 
 
-def make_algorithm(algo: str, env: VecEnv, policy: Any, num_frames: int, seed: int = 0,
-                   device: str | torch.device = "auto", tensorboard_log: str | None = None) -> BaseAlgorithm:
-    """Build an SB3 algorithm on the AdaFocus VecEnv with pi's shared features extractor.
+def continuous_only(algo: str) -> bool:
+    """An algorithm that SB3 builds for Box action spaces only (SAC, TD3, DDPG)."""
+    return algo.lower() in CONTINUOUS_ONLY or algo.rsplit(":", 1)[-1].lower() in CONTINUOUS_ONLY
 
-    ``policy`` is a :class:`adafocus.config.PolicyConfig`. The algorithm's values come from
-    ``agents/hyperparams/<algo>.yml`` under the run's PolicyConfig (the precedence is in
-    :mod:`adafocus.agents.defaults`). On-policy algorithms collect ``videos_per_update`` whole videos per
-    update (n_steps = videos * T / n_envs), as the paper's PPO does with 64 videos; the PPO family splits them
+
+def make_algorithm(algo: str, env: VecEnv, policy: PolicyConfig, num_frames: int, seed: int = 0,
+                   device: str | torch.device = "auto", tensorboard_log: str | None = None, *,
+                   env_id: str = ENV_ID,
+                   extractor: tuple[type[BaseFeaturesExtractor], dict[str, Any]] | None = None) -> BaseAlgorithm:
+    """Build an SB3 algorithm on a VecEnv of this project: pi on the AdaFocus VecEnv, or a frame policy.
+
+    The algorithm's values come from the ``env_id`` entry of ``agents/hyperparams/<algo>.yml`` under the
+    ``policy`` config (the precedence is in :mod:`adafocus.agents.defaults`). ``extractor`` is the policy's
+    features extractor and its kwargs (default: pi's :class:`GlanceExtractor` at ``policy``'s widths).
+    On-policy algorithms collect ``videos_per_update`` whole episodes of ``num_frames`` steps per update
+    (n_steps = videos * steps / n_envs), as the paper's PPO does with 64 videos; the PPO family splits them
     into ``minibatches`` (the paper: one). The paper's pi (``gru_ppo``, ``paper_ppo``) runs a GRU as wide as
-    its encoder (1024 in the paper).
+    its encoder (1024 in the paper). Raises ValueError for an algorithm that cannot take the env's actions.
     """
+    if continuous_only(algo) and isinstance(env.action_space, spaces.Discrete):
+        raise ValueError(f"{algo} needs continuous actions; this env's are discrete ({env.action_space.n} choices): "
+                         f"use ppo, a2c, dqn, qrdqn or recurrent_ppo")
     cls = resolve_algorithm(algo)
-    values, file_policy_kwargs = algorithm_arguments(algo, cls, env, parse_overrides(policy.hyperparams))
-    policy_kwargs: dict[str, Any] = {
-        **base_policy_kwargs(cls), **file_policy_kwargs,
-        "features_extractor_class": GlanceExtractor,
-        "features_extractor_kwargs": dict(features_dim=policy.features_dim, conv_channels=policy.conv_channels,
-                                          glance_norm=policy.glance_norm)}
+    values, file_policy_kwargs = algorithm_arguments(algo, cls, env, parse_overrides(policy.hyperparams), env_id)
+    extractor_class, extractor_kwargs = extractor or (GlanceExtractor, dict(
+        features_dim=policy.features_dim, conv_channels=policy.conv_channels, glance_norm=policy.glance_norm))
+    policy_kwargs: dict[str, Any] = {**base_policy_kwargs(cls), **file_policy_kwargs,
+                                     "features_extractor_class": extractor_class,
+                                     "features_extractor_kwargs": extractor_kwargs}
     if issubclass(cls, GRUPPO):
         policy_kwargs.update(lstm_hidden_size=policy.features_dim, action_std=policy.action_std)
     elif policy.action_std is not None:
@@ -274,10 +287,10 @@ def load_algorithm(path: Path, build: Callable[[VecEnv], BaseAlgorithm], observa
     return algo
 
 
-def load_agent(path: Path, policy: Any, observation_space: spaces.Space, action_space: spaces.Space,
+def load_agent(path: Path, policy: PolicyConfig, observation_space: spaces.Space, action_space: spaces.Space,
                num_steps: int, device: str | torch.device = "auto", seed: int = 0) -> SB3Agent:
     """pi saved by :func:`save_agent`, rebuilt by :func:`make_algorithm` from ``policy`` (the
-    :class:`adafocus.config.PolicyConfig` it was trained with) for the env's spaces and episode length
+    :class:`~adafocus.agents.PolicyConfig` it was trained with) for the env's spaces and episode length
     ``num_steps``; see :func:`load_algorithm`. ``seed``: the one it was trained with (building seeds torch,
     as SB3's own load does)."""
     if isinstance(policy, str):

@@ -1,8 +1,10 @@
 """Per-algorithm defaults of stage II, read from ``agents/hyperparams/<algo>.yml`` (RL Zoo's format).
 
-Each file holds one ``AdaFocus-v0`` entry, as RL Zoo keeps one file per algorithm keyed by env id (a zoo
-config file is looked up by env id only, whatever ``--algo`` says), so the same file trains with
-``python -m rl_zoo3.train --algo ppo --env AdaFocus-v0 --gym-packages adafocus.envs -conf agents/hyperparams/ppo.yml``.
+Each file holds an ``AdaFocus-v0`` entry (pi) and, for the algorithms that take discrete actions, one entry
+shared by the frame policies' ids (``AdaFrame-v0``, ``AdaFocusPlus-v0``, ``MultiAgent-v0``), as RL Zoo keeps one
+file per algorithm keyed by env id (a zoo config file is looked up by env id only, whatever ``--algo`` says), so
+the same file trains with
+``python -m rl_zoo3.train --algo ppo --env AdaFocus-v0 --gym-packages adafocus -conf agents/hyperparams/ppo.yml``.
 
 Precedence in :func:`adafocus.agents.make_algorithm`, lowest first:
 
@@ -10,7 +12,7 @@ Precedence in :func:`adafocus.agents.make_algorithm`, lowest first:
 2. the project's architecture (pi's :class:`GlanceExtractor`; actor and critic heads straight on its
    features for feed-forward on-policy algorithms; the GRU of ``gru_ppo`` / ``paper_ppo``);
 3. the algorithm's file: every value except the keys only RL Zoo reads (:data:`ZOO_ONLY`);
-4. the run's :class:`~adafocus.config.PolicyConfig` for the arguments it names (:func:`governed`):
+4. the run's :class:`~adafocus.agents.PolicyConfig` for the arguments it names (:func:`governed`):
    ``learning_rate`` and ``gamma`` always, n_steps (from ``videos_per_update``), ``gae_lambda``,
    ``ent_coef``, ``vf_coef`` for on-policy algorithms, batch_size (from ``minibatches``), ``n_epochs``,
    ``clip_range`` for the PPO family, and the extractor's widths. The preset sets them and ``--policy.*``
@@ -58,17 +60,17 @@ def hyperparams_file(algo: str) -> Path | None:
 
 
 @lru_cache(maxsize=None)
-def _read(path: Path, mtime: float) -> dict[str, Any]:
-    entry = (yaml.safe_load(path.read_text()) or {}).get(ENV_ID)
+def _read(path: Path, mtime: float, env_id: str) -> dict[str, Any]:
+    entry = (yaml.safe_load(path.read_text()) or {}).get(env_id)
     if not isinstance(entry, dict):
-        raise ValueError(f"{path}: no '{ENV_ID}' entry (RL Zoo's format: the env id, then the algorithm's values)")
+        raise ValueError(f"{path}: no '{env_id}' entry (RL Zoo's format: the env id, then the algorithm's values)")
     return entry
 
 
-def load_hyperparams(algo: str) -> dict[str, Any]:
-    """The algorithm's ``AdaFocus-v0`` entry as written (RL Zoo's keys included); {} without a file."""
+def load_hyperparams(algo: str, env_id: str = ENV_ID) -> dict[str, Any]:
+    """The algorithm's entry for ``env_id`` as written (RL Zoo's keys included); {} without a file."""
     path = hyperparams_file(algo)
-    return {} if path is None else dict(_read(path, path.stat().st_mtime))
+    return {} if path is None else dict(_read(path, path.stat().st_mtime, env_id))
 
 
 def init_defaults(cls: type[BaseAlgorithm]) -> dict[str, Any]:
@@ -137,10 +139,11 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
     return value
 
 
-def file_values(algo: str, cls: type[BaseAlgorithm], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The file's values (``overrides`` on top) that the algorithm takes, as written: RL Zoo's own keys and
-    the PolicyConfig-governed ones left out, ``policy_kwargs`` parsed (:func:`parse_policy_kwargs`)."""
-    entry = {k: v for k, v in load_hyperparams(algo).items() if k not in ZOO_ONLY and k not in governed(cls)}
+def file_values(algo: str, cls: type[BaseAlgorithm], overrides: dict[str, Any] | None = None,
+                env_id: str = ENV_ID) -> dict[str, Any]:
+    """The file's values for ``env_id`` (``overrides`` on top) that the algorithm takes, as written: RL Zoo's
+    own keys and the PolicyConfig-governed ones left out, ``policy_kwargs`` parsed (:func:`parse_policy_kwargs`)."""
+    entry = {k: v for k, v in load_hyperparams(algo, env_id).items() if k not in ZOO_ONLY and k not in governed(cls)}
     overrides = dict(overrides or {})
     refused = sorted(set(overrides) & set(governed(cls)))
     if refused:
@@ -173,11 +176,11 @@ def _action_noise(kind: str, std: float, action_space: Any, num_envs: int) -> An
     return VectorizedActionNoise(noise, num_envs) if num_envs > 1 else noise  # each slot its own draw
 
 
-def algorithm_arguments(algo: str, cls: type[BaseAlgorithm], env: Any,
-                        overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(SB3 keyword arguments, policy kwargs) from the file and ``overrides`` for a run on ``env``:
-    ``train_freq`` lists as tuples (as RL Zoo reads them), the zoo's noise keys turned into an action noise."""
-    values = file_values(algo, cls, overrides)
+def algorithm_arguments(algo: str, cls: type[BaseAlgorithm], env: Any, overrides: dict[str, Any] | None = None,
+                        env_id: str = ENV_ID) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(SB3 keyword arguments, policy kwargs) from the file's ``env_id`` entry and ``overrides`` for a run on
+    ``env``: ``train_freq`` lists as tuples (as RL Zoo reads them), the zoo's noise keys turned into an action noise."""
+    values = file_values(algo, cls, overrides, env_id)
     policy_kwargs = values.pop("policy_kwargs", {})
     if isinstance(values.get("train_freq"), list):
         values["train_freq"] = tuple(values["train_freq"])

@@ -1,19 +1,19 @@
-"""Frame policies (pi', AdaFrame, MultiAgent): their features extractor, SB3 algorithms by name, the
-agent interface with a utility estimate, and the non-learned frame selections (uniform, oracle)."""
+"""Frame policies (pi', AdaFrame, MultiAgent): their features extractor and hyper-parameter entry (built by
+:func:`~adafocus.agents.make_algorithm`), the agent interface with a utility estimate, and the non-learned
+frame selections (uniform, oracle)."""
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from .algorithms import CONTINUOUS_ONLY, SB3Agent, resolve_algorithm
+from .algorithms import SB3Agent, make_algorithm
+from .config import PolicyConfig
 
 
 class FrameExtractor(BaseFeaturesExtractor):
@@ -39,38 +39,17 @@ class FrameExtractor(BaseFeaturesExtractor):
         return self.fuse(torch.cat(parts, dim=1))
 
 
-def make_frame_algorithm(algo: str, env: VecEnv, settings: Any, horizon: int, seed: int = 0,
-                         device: str | torch.device = "auto", tensorboard_log: str | None = None) -> BaseAlgorithm:
-    """Any SB3 algorithm of :data:`ALGORITHMS` (or ``package.module:Class``) on a frame-policy VecEnv.
+FRAME_ENV_ID = "AdaFrame-v0"
+"""the frame policies' entry in ``agents/hyperparams/<algo>.yml`` (shared with AdaFocusPlus-v0 and MultiAgent-v0)"""
 
-    ``settings`` carries learning_rate, gamma, gae_lambda, ent_coef, vf_coef, n_epochs, clip_range,
-    minibatches, videos_per_update, features_dim, conv_channels (a ``FrameSettings``). On-policy
-    algorithms collect about ``videos_per_update`` episodes of ``horizon`` steps per update.
-    """
-    name = algo.lower()
-    if name in CONTINUOUS_ONLY or name.rsplit(":", 1)[-1].lower() in CONTINUOUS_ONLY:
-        raise ValueError(f"--frame.algo {algo}: frame policies choose among discrete options; "
-                         "use ppo, a2c, dqn, qrdqn or recurrent_ppo")
-    cls = resolve_algorithm(algo)
-    policy_kwargs: dict[str, Any] = {"features_extractor_class": FrameExtractor,
-                                     "features_extractor_kwargs": {"features_dim": settings.features_dim,
-                                                                   "conv_channels": settings.conv_channels}}
-    kwargs: dict[str, Any] = {"learning_rate": settings.learning_rate, "gamma": settings.gamma, "seed": seed,
-                              "device": device, "tensorboard_log": tensorboard_log, "verbose": 0}
-    policy_name = "MultiInputLstmPolicy" if "MultiInputLstmPolicy" in getattr(cls, "policy_aliases", {}) else "MultiInputPolicy"
-    if issubclass(cls, OnPolicyAlgorithm):
-        n_steps = max(2, settings.videos_per_update * horizon // env.num_envs)
-        kwargs.update(n_steps=n_steps, gae_lambda=settings.gae_lambda, ent_coef=settings.ent_coef,
-                      vf_coef=settings.vf_coef)
-        if "n_epochs" in cls.__init__.__code__.co_varnames:  # PPO family
-            kwargs.update(batch_size=max(2, n_steps * env.num_envs // settings.minibatches),
-                          n_epochs=settings.n_epochs, clip_range=settings.clip_range)
-        if policy_name == "MultiInputPolicy":
-            policy_kwargs["net_arch"] = [64]
-    else:
-        kwargs.update(learning_starts=min(1000, 10 * horizon * env.num_envs), batch_size=256,
-                      buffer_size=100_000, train_freq=(1, "step"), gradient_steps=1)
-    return cls(policy_name, env, policy_kwargs=policy_kwargs, **kwargs)
+
+def make_frame_algorithm(algo: str, env: VecEnv, config: PolicyConfig, horizon: int, seed: int = 0,
+                         device: str | torch.device = "auto", tensorboard_log: str | None = None) -> BaseAlgorithm:
+    """:func:`~adafocus.agents.make_algorithm` for a frame policy: its :class:`FrameExtractor` at ``config``'s
+    widths, the frame policies' entry of the hyper-parameter files, episodes of ``horizon`` decisions."""
+    extractor = (FrameExtractor, {"features_dim": config.features_dim, "conv_channels": config.conv_channels})
+    return make_algorithm(algo, env, config, horizon, seed, device, tensorboard_log, env_id=FRAME_ENV_ID,
+                          extractor=extractor)
 
 
 class FrameAgent(SB3Agent):
@@ -102,17 +81,6 @@ class FrameAgent(SB3Agent):
         else:
             raise ValueError(f"{type(self.model).__name__} has no value estimate for AdaFrame's utility stop")
         return values.to(next(iter(observation.values())).device)
-
-
-def frame_policy_gmacs(agent: FrameAgent, observation_space: spaces.Dict, device: torch.device) -> float:
-    """GMACs of one decision of a frame policy (one observation)."""
-    from adafocus.backbones import count_gmacs
-
-    obs = {k: torch.zeros((1, *s.shape), device=device) for k, s in observation_space.spaces.items()}
-    agent.reset(1)
-    gmacs = count_gmacs(lambda o: agent.act(o, deterministic=True), obs)
-    agent.reset(1)
-    return gmacs
 
 
 def uniform_frames(num_videos: int, num_frames: int, k: int) -> torch.Tensor:

@@ -18,9 +18,9 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from adafocus.data.clips import ClipPool, VideoSource
 
+from .batched_vec_env import BatchedVecEnv
 from .boundary import check_actions, to_host
 from .frame_episodes import FrameEpisodes, FrameStep
-from .vec_env import AdaFocusVecEnv
 
 
 def _host(episodes: FrameEpisodes, result: FrameStep) -> tuple[dict[str, np.ndarray], np.ndarray, list[dict]]:
@@ -36,17 +36,16 @@ def _host(episodes: FrameEpisodes, result: FrameStep) -> tuple[dict[str, np.ndar
     return {key: host[key] for key in result.observation}, host["reward"].astype(np.float32), infos
 
 
-class FrameVecEnv(AdaFocusVecEnv):
+class FrameVecEnv(BatchedVecEnv):
     """``rows`` videos stepped together; ``rows * agents`` slots. A row whose episode ends takes the next
     video of ``source`` at once (SB3's auto-reset); without a source, rows draw from the videos loaded in
-    ``episodes`` (a pool over them, in epoch order from ``seed``).
-    The VecEnv plumbing (seeding, action checks, attributes) is :class:`AdaFocusVecEnv`'s."""
+    ``episodes`` (a pool over them, in epoch order from ``seed``)."""
 
     def __init__(self, episodes: FrameEpisodes, rows: int, seed: int = 0, source: VideoSource | None = None) -> None:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")
-        super().__init__(episodes, rows * episodes.agents, seed, source)  # type: ignore[arg-type]
         self.rows = rows
+        super().__init__(episodes, rows * episodes.agents, seed, source)
 
     def _begin(self) -> dict[str, torch.Tensor]:
         self.episodes.load(self.source.take(self.rows))

@@ -113,7 +113,7 @@ def test_sb3_algorithms_run_unchanged(clip_model, tiny_clips, algo):
 
 
 def test_gymnasium_make_tsm_env():
-    env = gymnasium.make("adafocus.envs:AdaFocusTSM-v0", split="val")
+    env = gymnasium.make("adafocus:AdaFocusTSM-v0", split="val")
     ep = env.unwrapped.episodes
     config = preset("synthetic_tsm")
     assert isinstance(ep, ClipEpisodes) and ep.focus_frames == config.data.frames

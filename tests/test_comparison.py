@@ -19,6 +19,7 @@ from adafocus.agents import ALGORITHMS, GlanceExtractor, action_kind, make_algor
 from adafocus.agents.algorithms import _policy_name
 from adafocus.agents.defaults import (ENV_ID, HYPERPARAMS, ZOO_ONLY, governed, hyperparams_file,
                                       load_hyperparams, parse_policy_kwargs, recorded_defaults)
+from adafocus.agents.frames import FrameExtractor
 from adafocus.comparison import (compare, exit_auc, first_step_top1, mean_curve, mean_std, print_comparison,
                                  run_config, run_folder)
 from adafocus.config import PolicyConfig, preset
@@ -187,6 +188,11 @@ def test_every_builtin_algorithm_has_a_file_in_rl_zoo_format():
         for line in text.splitlines():  # every value carries its reason
             if line.startswith("  ") and ":" in line and not line.strip().startswith("#"):
                 assert "#" in line or line.strip().startswith("policy_kwargs"), line
+        if algo in ("ppo", "a2c", "recurrent_ppo", "dqn", "qrdqn"):  # the frame policies' entry, one for their ids
+            frames = [yaml.safe_load(text)[env_id] for env_id in ("AdaFrame-v0", "AdaFocusPlus-v0", "MultiAgent-v0")]
+            assert frames[0] == frames[1] == frames[2] and frames[0]["policy"] == _policy_name(cls)
+            kwargs = eval(frames[0]["policy_kwargs"], {"th": torch, "nn": torch.nn})
+            assert kwargs["features_extractor_class"] is FrameExtractor
 
 
 def test_the_files_copy_the_synthetic_preset_where_policyconfig_rules():

@@ -44,7 +44,7 @@ def test_gymnasium_and_sb3_env_checkers_pass(tiny_model, tiny_clips, action):
 
 def test_gymnasium_make_default_env():
     """The embedded default: synthetic benchmark (from the user cache, generated on first use), CPU preset."""
-    env = gymnasium.make("adafocus.envs:AdaFocus-v0", split="val")
+    env = gymnasium.make("adafocus:AdaFocus-v0", split="val")
     episodes, source = env.unwrapped.episodes, env.unwrapped.source
     frames, default = episodes.num_frames, preset("synthetic")
     assert frames == default.data.frames and source.order.size == default.data.synthetic.val_videos
@@ -55,7 +55,7 @@ def test_gymnasium_make_default_env():
     assert terminated == [False] * (frames - 1) + [True]
     env.close()
 
-    rendered = gymnasium.make("adafocus.envs:AdaFocus-v0", split="val", render_mode="rgb_array")
+    rendered = gymnasium.make("adafocus:AdaFocus-v0", split="val", render_mode="rgb_array")
     rendered.reset(seed=1)
     rendered.step(rendered.action_space.sample())
     frame = rendered.render()

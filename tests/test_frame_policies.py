@@ -3,21 +3,40 @@ skipped frames, the uniform and oracle frame baselines, and SB3 training through
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from adafocus.agents import CenterAgent
+from adafocus.agents.frames import (
+    FrameAgent,
+    make_frame_algorithm,
+    oracle_frames,
+    uniform_frames,
+)
+from adafocus.envs import (
+    EnvConfig,
+    FocusEpisodes,
+    FrameCosts,
+    FrameEnv,
+    FrameReader,
+    FrameVecEnv,
+    JumpEpisodes,
+    MultiAgentEpisodes,
+    SkipEpisodes,
+)
+from conftest import TINY_CLASSES, TINY_FRAMES
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from adafocus.agents import CenterAgent
-from adafocus.agents.frames import FrameAgent, make_frame_algorithm, oracle_frames, uniform_frames
-from adafocus.envs import (EnvConfig, FocusEpisodes, FrameCosts, FrameEnv, FrameReader, FrameVecEnv, JumpEpisodes,
-                           MultiAgentEpisodes, SkipEpisodes)
 from adafocus.evaluation import rollout
-from adafocus.temporal import FrameSettings, interpolate, run_frame_policy, utility_stop_curve
-
-from conftest import TINY_CLASSES, TINY_FRAMES
+from adafocus.temporal import (
+    FrameSettings,
+    interpolate,
+    run_frame_policy,
+    utility_stop_curve,
+)
 
 COSTS = FrameCosts(glance=0.01, patch=0.1, classifier=0.001)
 KINDS = ("pi_prime", "adaframe", "multiagent")
@@ -326,3 +345,17 @@ def test_frame_plot_writes_png_and_svg(tmp_path):
                "pi_prime_lambda0.5_glance": row(0.15, 0.35), "pi_prime_lambda1_glance": row(0.1, 0.3)}
     written = plot_frame_budget(results, tmp_path / "budget")
     assert [p.suffix for p in written] == [".png", ".svg"] and all(p.stat().st_size > 0 for p in written)
+
+
+def test_frame_algorithms_read_the_frame_entry_of_the_hyperparameter_files(reader):
+    """One builder for pi and the frame policies: a frame policy takes the files' frame entry (not pi's),
+    its own extractor, and --frame.hyperparams over the file."""
+    vec = FrameVecEnv(make_episodes("pi_prime", reader), rows=2, seed=0)
+    settings = FrameSettings(features_dim=16, conv_channels=4)
+    dqn = make_frame_algorithm("dqn", vec, settings, horizon=4, seed=0, device="cpu")
+    assert (dqn.learning_starts, dqn.batch_size, dqn.buffer_size) == (1000, 256, 100_000)
+    assert type(dqn.policy.q_net.features_extractor).__name__ == "FrameExtractor"
+    ppo = make_frame_algorithm("ppo", vec, settings, horizon=4, seed=0, device="cpu")
+    assert [layer.out_features for layer in ppo.policy.mlp_extractor.policy_net if hasattr(layer, "out_features")] == [64]
+    tuned = make_frame_algorithm("dqn", vec, replace(settings, hyperparams="{learning_starts: 7}"), horizon=4, device="cpu")
+    assert tuned.learning_starts == 7
