@@ -27,7 +27,7 @@ from adafocus.agents import (CenterAgent, FocusAgent, OracleAgent, RandomAgent, 
 from adafocus.backbones import (AdaFocusModel, ClipFocusModel, StepCost, clip_cost, full_frame_cost,
                                 global_only_cost, step_cost, tsm_costs)
 from adafocus.data.clips import ClipSet, VideoSource
-from adafocus.data.video import collate_videos
+from adafocus.data.dataset import collate_videos
 from adafocus.envs import AdaFocusVecEnv, ClipEpisodes, EnvConfig, FocusEpisodes
 from adafocus.envs.clip_episodes import focus_part
 

@@ -4,8 +4,8 @@
 episode on a video file, as the run's test mode plays it on a validation video:
 
 * T frames are sampled, one at the centre of each of T equal segments (TSN test sampling,
-  :func:`~adafocus.data.video.sample_indices`); a clip-level run (Section 4.2) samples G glance frames for f_G
-  and T focus frames for f_L, independently (:func:`~adafocus.data.video.sample_clip_indices`);
+  :func:`~adafocus.data.sampling.sample_indices`); a clip-level run (Section 4.2) samples G glance frames for f_G
+  and T focus frames for f_L, independently (:func:`~adafocus.data.sampling.sample_clip_indices`);
 * the frames are brought to the model's S x S input by the run's test transform (short side resized to
   S * 256 / 224, centre crop; :func:`~adafocus.data.transforms.video_transform`);
 * at step t f_G glances at frame t, pi places a P x P patch, f_L reads it at full resolution and the recurrent
@@ -39,9 +39,11 @@ import torch
 from adafocus.agents import CenterAgent, FocusAgent, policy_gmacs
 from adafocus.backbones import ClipFocusModel
 from adafocus.data.clips import ClipSet
+from adafocus.data.decoding import count_frames, decode_frames, frame_rate
+from adafocus.data.records import VideoDataError
+from adafocus.data.sampling import sample_clip_indices, sample_indices
+from adafocus.data.something import ANNOTATION_FORMATS, read_label_names
 from adafocus.data.transforms import video_transform
-from adafocus.data.video import (ANNOTATION_FORMATS, VideoDataError, count_frames, decode_frames, frame_rate,
-                                 read_label_names, sample_clip_indices, sample_indices)
 from adafocus.envs import EnvConfig
 from adafocus.envs.episodes import EpisodeBatch
 
@@ -308,7 +310,7 @@ class Recognizer:
         at clip level), each sampled as a video of its own. ``out``: a folder to write the focus strip
         (``focus_strip.png`` / ``.svg``: each step's frame as the model saw it with the patch and the prediction),
         the episode GIF (``episode.gif``) and ``prediction.json``; None writes nothing.
-        A missing, unreadable, corrupt or too short video raises :class:`~adafocus.data.video.VideoDataError`
+        A missing, unreadable, corrupt or too short video raises :class:`~adafocus.data.records.VideoDataError`
         naming the file.
         """
         if threshold is not None and not 0.0 <= threshold <= 1.0:

@@ -11,7 +11,7 @@ from adafocus.data.clips import ClipPool, ClipSet, VideoSource
 from adafocus.data.stream import ClipStream, batches, pool_batches
 from adafocus.data.synthetic import generate_once
 from adafocus.data.transforms import video_transform
-from adafocus.data.video import VideoDataset, load_clips
+from adafocus.data.dataset import VideoDataset, load_clips
 
 from .config import RunConfig
 

@@ -3,7 +3,7 @@
 f_G and f_L read different frames of the video, sampled independently as the authors' loader samples them:
 G = ``glance_frames`` frames (8 in the paper) for f_G and T frames (12) for f_L, each one frame per equal
 segment of the whole video (TSN). A clip therefore holds G + T frames, **the G glance frames first, then the
-T focus frames** (:meth:`ClipFocusModel.split`); :class:`~adafocus.data.video.VideoDataset` loads clips in
+T focus frames** (:meth:`ClipFocusModel.split`); :class:`~adafocus.data.dataset.VideoDataset` loads clips in
 this order when given ``glance_frames``. f_G reads its G frames whole; pi reads f_G's maps of them and picks
 ONE patch centre for the whole clip; f_L reads the patch at that place in every one of the T focus frames;
 f_C is linear: a linear layer on f_L's averaged features plus f_G's averaged logits (no GRU). f_G and f_L are

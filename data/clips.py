@@ -51,7 +51,7 @@ class ClipSet:
 
     @classmethod
     def from_batch(cls, batch: dict[str, Any]) -> "ClipSet":
-        """A collated :class:`~adafocus.data.video.VideoDataset` batch (``frames``, ``label``, optional
+        """A collated :class:`~adafocus.data.dataset.VideoDataset` batch (``frames``, ``label``, optional
         ``boxes``, ``readable``, ``index``, ``all_labels``) as a ClipSet."""
         index = batch.get("index")
         return cls(batch["frames"], batch["label"], batch.get("boxes"), batch.get("readable"),

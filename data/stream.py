@@ -8,7 +8,7 @@ infinite sequence is the whole state of the source (what a checkpoint records).
   sampled and transformed as its dataset says for the epoch it is drawn in (training: random segment
   offsets, multi-scale crop, flip). Memory is bounded by the batch size, the prefetch depth and the workers,
   whatever the size of the split.
-- :class:`~adafocus.data.clips.ClipPool` hands out clips decoded once (:func:`~adafocus.data.video.load_clips`): one fixed view
+- :class:`~adafocus.data.clips.ClipPool` hands out clips decoded once (:func:`~adafocus.data.dataset.load_clips`): one fixed view
   per video, for small sets where decoding again every epoch would cost more than holding them.
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .clips import ClipSet, EpochOrder, OrderedSource
-from .video import VideoDataError, VideoDataset, collate_videos
+from .dataset import VideoDataset, collate_videos
+from .records import VideoDataError
 
 
 class _Batches(Sampler[list[tuple[int, int, int]]]):

@@ -97,7 +97,7 @@ def video_transform(train: bool, frame_size: int, flip: bool = True,
     whose labels are direction dependent). test: resize the short side to
     ``round(frame_size * 256 / 224)``, centre crop ``frame_size``. Output frames uint8 (T, 3, S, S),
     boxes float32 (T, 4) in output pixels (clamped to the frame) or None. Randomness comes from
-    torch's global generator (:class:`~adafocus.data.video.VideoDataset` seeds it per item).
+    torch's global generator (:class:`~adafocus.data.dataset.VideoDataset` seeds it per item).
     """
     if train:
         steps: list[v2.Transform] = [MultiScaleCrop(frame_size, scales)]

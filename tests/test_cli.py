@@ -95,7 +95,7 @@ def test_run_script_applies_the_error_rule(capsys):
 
 def test_one_line_keeps_only_the_original_message_of_a_dataloader_worker_error():
     wrapped = ValueError("Caught VideoDataError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
-                         "last):\n  File \"x.py\", line 1, in f\n    g()\nadafocus.data.video.VideoDataError: a.mp4: "
+                         "last):\n  File \"x.py\", line 1, in f\n    g()\nadafocus.data.records.VideoDataError: a.mp4: "
                          "cannot decode frame 3\n")
     assert one_line(wrapped) == "a.mp4: cannot decode frame 3"
     assert one_line(ValueError("checkpoint c.pt was written for another architecture:\n  a: 1\n  b: 2")) == \

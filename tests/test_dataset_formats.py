@@ -15,15 +15,11 @@ import av
 import numpy as np
 import pytest
 import torch
+from adafocus.data.dataset import VideoDataset, collate_videos, load_clips
+from adafocus.data.lists import read_video_list
+from adafocus.data.records import VideoDataError
+from adafocus.data.something import read_label_names
 from adafocus.data.transforms import video_transform
-from adafocus.data.video import (
-    VideoDataError,
-    VideoDataset,
-    collate_videos,
-    load_clips,
-    read_label_names,
-    read_video_list,
-)
 from torchvision.io import encode_jpeg, write_file
 
 W, H = 64, 48
@@ -276,7 +272,7 @@ def test_empty_or_misnamed_folder(csv_set: tuple[str, Path, Path], caplog: pytes
     assert VideoDataset(lst, frames, num_frames=2, list_format=fmt, label_file=labels,
                         image_template="img_{:05d}.jpg")[2]["frames"].shape == (2, 3, H, W)
     ds.skip_corrupt = True
-    with caplog.at_level(logging.WARNING, logger="adafocus.data.video"):
+    with caplog.at_level(logging.WARNING, logger="adafocus.data.dataset"):
         batch = collate_videos([ds[i] for i in range(3)])
     assert batch["skipped"] == 2 and batch["label"].tolist() == [0]
     assert "frames/8" in caplog.text and "frames/9" in caplog.text

@@ -130,7 +130,7 @@ TRAIN_VIDEOS, BATCH, EPOCHS = 16, 8, 2  # 4 per rank per step: 2 steps per epoch
 
 
 def _corrupt_batch_worker(rank: int, store: str, out: str) -> None:
-    from adafocus.data.video import collate_videos  # drops None items; an all-None batch has no "label"
+    from adafocus.data.dataset import collate_videos  # drops None items; an all-None batch has no "label"
 
     _init(rank, store)
     steps = []

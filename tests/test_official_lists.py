@@ -19,7 +19,9 @@ from torchvision.io import encode_jpeg, write_file
 
 from adafocus.config import preset
 from adafocus.data.clips import ClipSet, multi_hot
-from adafocus.data.video import VideoDataError, VideoDataset, collate_videos, load_clips, read_video_list
+from adafocus.data.dataset import VideoDataset, collate_videos, load_clips
+from adafocus.data.lists import read_video_list
+from adafocus.data.records import VideoDataError
 from adafocus.evaluation import Rollout, RolloutStats, mean_average_precision, summarize
 from adafocus.training import Environment, Metrics, evaluate_task
 
@@ -57,7 +59,7 @@ def test_comma_lists_keep_every_label_and_drop_short_videos(tmp_path: Path, fmt:
         "v_gone,2,1",  # fewer than 3 frames: dropped before its folder is looked for
         "v_c,3,0,4,1",
     ])
-    with caplog.at_level(logging.INFO, logger="adafocus.data.video"):
+    with caplog.at_level(logging.INFO, logger="adafocus.data.lists"):
         records = read_video_list(lst, tmp_path / "frames", fmt, num_classes=8)
     assert [(r.path.name, r.num_frames, r.label, r.all_labels, r.line) for r in records] == [
         ("v_a", 120, 5, (5,), 1), ("v_b", 64, 7, (7, 2), 3), ("v_c", 3, 0, (0, 4, 1), 5)]

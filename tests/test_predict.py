@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from adafocus.data.video import frame_rate, sample_indices
+from adafocus.data.decoding import frame_rate
+from adafocus.data.sampling import sample_indices
 from adafocus.pipeline import main_job
 from adafocus.predict import PredictionError, Recognizer, VideoPrediction, main
 

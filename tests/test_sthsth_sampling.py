@@ -16,9 +16,11 @@ from torchvision.io import encode_jpeg, write_file
 
 from adafocus.backbones import ClipFocusModel, normalize
 from adafocus.config import DataConfig, RunConfig, StageConfig
+from adafocus.data.dataset import VideoDataset, collate_videos
+from adafocus.data.decoding import decode_frames
+from adafocus.data.sampling import sample_clip_indices, sample_indices
 from adafocus.data.synthetic import SyntheticConfig
 from adafocus.data.transforms import video_transform
-from adafocus.data.video import VideoDataset, collate_videos, decode_frames, sample_clip_indices, sample_indices
 from adafocus.envs import ClipEpisodes, EnvConfig
 from adafocus.runs import data_paths, video_dataset
 from adafocus.stages import ClipPatchTask

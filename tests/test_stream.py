@@ -14,7 +14,7 @@ from adafocus.config import to_dict
 from adafocus.data import memory
 from adafocus.data.clips import ClipPool, EpochOrder
 from adafocus.data.stream import ClipStream
-from adafocus.data.video import VideoDataset
+from adafocus.data.dataset import VideoDataset
 from adafocus.pipeline import build_model, evaluate_run
 from adafocus.runs import clip_set, data_paths, video_dataset
 

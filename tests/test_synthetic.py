@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from adafocus.data.synthetic import SyntheticConfig, class_texture, generate, render_video
-from adafocus.data.video import VideoDataset
+from adafocus.data.dataset import VideoDataset
 
 SMALL = SyntheticConfig(num_classes=6, train_videos=6, val_videos=3, video_frames=8, frame_size=64,
                         tile_size=16, distractors=2)

@@ -17,9 +17,12 @@ import torch
 from torchvision.io import encode_jpeg, write_file
 
 from adafocus.data.clips import ClipSet
+from adafocus.data.dataset import VideoDataset, collate_videos, load_clips
+from adafocus.data.decoding import count_frames, decode_frames
+from adafocus.data.lists import read_video_list
+from adafocus.data.records import VideoDataError, VideoRecord
+from adafocus.data.sampling import sample_indices
 from adafocus.data.transforms import video_transform
-from adafocus.data.video import (VideoDataError, VideoDataset, VideoRecord, collate_videos, count_frames,
-                                 decode_frames, load_clips, read_video_list, sample_indices)
 
 W, H, N = 64, 48, 10  # decord2 mis-decodes some widths (16, 32, 48, 96...); 64 is safe
 DECODERS = ["decord", "pyav"]
@@ -335,7 +338,7 @@ def test_skip_corrupt_through_collate(videos: Path, caplog: pytest.LogCaptureFix
     lst = write_list(videos / "l.txt", ["videos/a.mp4 0", "videos/bad.mp4 1", "videos/b.mp4 2",
                                         "videos/short.mp4 1"])
     ds = VideoDataset(lst, num_frames=4, skip_corrupt=True, short_videos="refuse")
-    with caplog.at_level(logging.WARNING, logger="adafocus.data.video"):
+    with caplog.at_level(logging.WARNING, logger="adafocus.data.dataset"):
         batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=collate_videos)))
     assert batch["skipped"] == 2
     assert batch["frames"].shape == (2, 4, 3, H, W)
