@@ -44,7 +44,7 @@ def make_frame_algorithm(algo: str, env: VecEnv, settings: Any, horizon: int, se
     """Any SB3 algorithm of :data:`ALGORITHMS` (or ``package.module:Class``) on a frame-policy VecEnv.
 
     ``settings`` carries learning_rate, gamma, gae_lambda, ent_coef, vf_coef, n_epochs, clip_range,
-    minibatches, videos_per_update, features_dim, conv_channels (a ``FrameSettings``). On-policy
+    minibatches, videos_per_update, features_dim, conv_channels (a :class:`adafocus.frame_training.FrameConfig`). On-policy
     algorithms collect about ``videos_per_update`` episodes of ``horizon`` steps per update.
     """
     name = algo.lower()

@@ -22,8 +22,8 @@ if "AdaFocusTSM-v0" not in gymnasium.registry:  # Section 4.2: one patch per cli
     gymnasium.register("AdaFocusTSM-v0", entry_point="adafocus.presets:make_default_env",
                        kwargs={"preset_name": "synthetic_tsm"})
 for _name, _kind in (("AdaFocusPlus-v0", "pi_prime"), ("AdaFrame-v0", "adaframe"), ("MultiAgent-v0", "multiagent")):
-    if _name not in gymnasium.registry:  # frame policies on the temporal synthetic variant (adafocus.temporal)
-        gymnasium.register(_name, entry_point="adafocus.temporal:make_frame_env", kwargs={"kind": _kind})
+    if _name not in gymnasium.registry:  # frame policies on the temporal synthetic variant (adafocus.frame_training)
+        gymnasium.register(_name, entry_point="adafocus.frame_training:make_frame_env", kwargs={"kind": _kind})
 
 __all__ = ["AdaFocusEnv", "AdaFocusVecEnv", "ClipEpisodes", "EnvConfig", "FocusEpisodes", "FrameCosts", "FrameEnv", "FrameEpisodes",
            "FrameReader", "FrameVecEnv", "JumpEpisodes", "MultiAgentEpisodes", "REWARDS", "SkipEpisodes", "StepResult",

@@ -15,7 +15,8 @@ from adafocus.agents.frames import FrameAgent, make_frame_algorithm, oracle_fram
 from adafocus.envs import (EnvConfig, FocusEpisodes, FrameCosts, FrameEnv, FrameReader, FrameVecEnv, JumpEpisodes,
                            MultiAgentEpisodes, SkipEpisodes)
 from adafocus.evaluation import rollout
-from adafocus.temporal import FrameSettings, interpolate, run_frame_policy, utility_stop_curve
+from adafocus.frame_evaluation import interpolate, run_frame_policy, utility_stop_curve
+from adafocus.frame_training import FrameConfig
 
 from conftest import TINY_CLASSES, TINY_FRAMES
 
@@ -266,7 +267,7 @@ def test_oracle_reads_the_telling_frame(telling, tiny_clips):
 def test_sb3_trains_on_the_vec_env(reader, kind, algo):
     episodes = make_episodes(kind, reader)
     vec = FrameVecEnv(episodes, rows=3, seed=0)
-    settings = FrameSettings(videos_per_update=3, features_dim=16, conv_channels=4, minibatches=1, n_epochs=1)
+    settings = FrameConfig(videos_per_update=3, features_dim=16, conv_channels=4, minibatches=1, n_epochs=1)
     model = make_frame_algorithm(algo, vec, settings, horizon=4, seed=0, device="cpu")
     model.learn(24)
     agent = FrameAgent(model)
@@ -318,7 +319,7 @@ def test_run_frame_policy_counts_decisions(reader):
 
 
 def test_frame_plot_writes_png_and_svg(tmp_path):
-    from adafocus.temporal import plot_frame_budget
+    from adafocus.plotting import plot_frame_budget
 
     curve = [{"gflops_per_video": g, "top1": a} for g, a in ((0.1, 0.2), (0.2, 0.4))]
     row = lambda g, a, c=None: {"gflops_per_video": g, "top1": a, "curve": c or []}  # noqa: E731
