@@ -39,22 +39,27 @@ PLOTTED = ("adafocus", "random", "center", "full_frame", *METHODS)
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """How the four baselines are built and trained (SGD, Nesterov, cosine: the shared loop's optimiser).
-
-    frames: K, the frames SCSampler and Listen-to-look read; arnet: AR-Net's resolutions and efficiency
-    weight (:data:`adafocus.agents.arnet.PAPER` is the paper's 224/168/112/84); liteeval_weight and
-    liteeval_budget: LiteEval's compute penalty and its target fraction of reading every frame (None: linear).
-    """
+    """How the four baselines are built and trained (SGD, Nesterov, cosine: the shared loop's optimiser)."""
 
     epochs: int = 30
+    """training epochs of each baseline"""
     lr: float = 0.05
+    """learning rate of the baselines' own networks"""
     batch_size: int = 32
+    """videos per batch"""
     frames: int = 4
+    """K, the frames SCSampler and Listen-to-look read"""
     arnet: ARNetConfig = field(default_factory=ARNetConfig)
+    """AR-Net's resolutions and efficiency weight (:data:`adafocus.agents.arnet.PAPER` is the paper's 224/168/112/84)"""
     liteeval_weight: float = 10.0
+    """LiteEval's compute penalty"""
     liteeval_budget: float | None = 0.5
+    """LiteEval's target fraction of reading every frame (None, or a negative value on the command line: a linear
+    penalty)"""
     methods: tuple[str, ...] = METHODS
-    seed: int | None = None  # the baselines' initialisation and training seed (None: the AdaFocus run's)
+    """the baselines to train"""
+    seed: int | None = None
+    """the baselines' initialisation and training seed (None: the AdaFocus run's)"""
 
     def __post_init__(self) -> None:
         unknown = set(self.methods) - set(METHODS)

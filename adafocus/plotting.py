@@ -21,7 +21,12 @@ STYLE = {"learned": ("#0072B2", "o"), "random": ("#E69F00", "s"), "center": ("#0
          "listen_to_look": ("#AA4499", "h")}
 
 
-def _save(fig: plt.Figure, path: Path) -> list[Path]:
+GFLOPS_AXIS = "GFLOPs per video (multiply-accumulates)"
+TOP1_AXIS = "top-1 accuracy (%)"
+
+
+def save_figure(fig: plt.Figure, path: Path) -> list[Path]:
+    """``fig`` as ``path`` with the suffixes .png and .svg (folders made), then closed; returns both files."""
     path.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix in (".png", ".svg"):
@@ -30,6 +35,15 @@ def _save(fig: plt.Figure, path: Path) -> list[Path]:
         written.append(target)
     plt.close(fig)
     return written
+
+
+def _label_axes(ax: plt.Axes, xlabel: str, ylabel: str, title: str, legend_size: int = 8,
+                legend_loc: str = "lower right") -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size, loc=legend_loc)
 
 
 def plot_budget_curves(policies: dict[str, dict[str, Any]], path: Path, title: str = "") -> list[Path]:
@@ -44,12 +58,9 @@ def plot_budget_curves(policies: dict[str, dict[str, Any]], path: Path, title: s
         ax.scatter([result["gflops_per_video"]], [100 * result["top1"]], color=color, marker=marker, s=60,
                    zorder=3, linewidth=1.5, label=None if len(curve) > 1 else name)
     ax.set_xscale("log")  # the full-frame baseline costs orders of magnitude more than a patch
-    ax.set_xlabel("GFLOPs per video (multiply-accumulates, log scale)")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(title or "Accuracy vs compute")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
+    _label_axes(ax, "GFLOPs per video (multiply-accumulates, log scale)", TOP1_AXIS, title or "Accuracy vs compute",
+                legend_loc="best")
+    return save_figure(fig, path)
 
 
 def plot_trajectories(frames: torch.Tensor, corners: torch.Tensor, patch_size: int, logits: torch.Tensor,
@@ -84,7 +95,7 @@ def plot_trajectories(frames: torch.Tensor, corners: torch.Tensor, patch_size: i
         ax.set_title(f"path (label {name(int(labels[i]))})", fontsize=6)
         ax.axis("off")
     fig.suptitle("Focus trajectories: patch (blue), target (green); red title = wrong prediction", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def save_gif(frames: torch.Tensor, corners: torch.Tensor, patch_size: int, path: Path,
@@ -117,7 +128,7 @@ def plot_focus_heatmaps(maps: dict[str, np.ndarray], path: Path) -> list[Path]:
         ax.set_yticks([])
         fig.colorbar(im, ax=ax, shrink=0.85)
     fig.suptitle("Where each policy looks: share of steps a pixel lies inside the patch", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_learning_curves(logs: dict[str, Path], path: Path) -> list[Path]:
@@ -149,7 +160,7 @@ def plot_learning_curves(logs: dict[str, Path], path: Path) -> list[Path]:
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def algorithm_colors(names: list[str]) -> dict[str, str]:
@@ -176,12 +187,8 @@ def plot_reward_bands(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], pa
         ax.plot(grid, mean, color=colors[name], linewidth=1.5, label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
         if len(runs) > 1:
             ax.fill_between(grid, mean - std, mean + std, color=colors[name], alpha=0.2, linewidth=0)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("mean episode reward")
-    ax.set_title(title or "Stage II: episode reward (mean ± std over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path)
+    _label_axes(ax, "environment steps", "mean episode reward", title or "Stage II: episode reward (mean ± std over seeds)")
+    return save_figure(fig, path)
 
 
 def plot_algorithm_budgets(curves: dict[str, list[dict[str, float]]], path: Path, title: str = "") -> list[Path]:
@@ -196,9 +203,48 @@ def plot_algorithm_budgets(curves: dict[str, list[dict[str, float]]], path: Path
         y = [100 * p["top1"] for p in curve]
         ax.plot(x, y, color=colors[name], marker="o", markersize=3, linewidth=1.5, label=name)
         ax.scatter([x[-1]], [y[-1]], color=colors[name], s=50, zorder=3)
-    ax.set_xlabel("GFLOPs per video (multiply-accumulates)")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(title or "Accuracy vs compute by algorithm (early exit)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path)
+    _label_axes(ax, GFLOPS_AXIS, TOP1_AXIS, title or "Accuracy vs compute by algorithm (early exit)")
+    return save_figure(fig, path)
+
+
+def _family(name: str) -> str:
+    """Rows of one method (pi' at several lambdas, MultiAgent with and without a cost) share a line."""
+    if name.startswith("pi_prime"):
+        return "pi' (" + name.rsplit("_", 1)[-1] + " skip, lambda swept)"
+    if name.startswith("multiagent"):
+        return "MultiAgent (cost weight 0 / swept)"
+    return name
+
+
+def plot_frame_budget(results: dict[str, dict[str, Any]], path: Path, title: str = "") -> list[Path]:
+    """Top-1 vs GFLOPs per video: uniform K and oracle K as lines over K, threshold exit and AdaFrame's
+    utility stop as swept curves, pi' (one point per lambda) and MultiAgent as connected points."""
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    families: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for name, row in results.items():
+        families.setdefault(_family(name), []).append((name, row))
+    how = {"uniform": "over K = 1..T", "oracle": "over K = 1..T", "threshold_exit": "threshold swept",
+           "adaframe": "utility stop swept"}
+    colors = [c for c in PALETTE if c != "#F0E442"]  # yellow is unreadable on white
+    for i, (family, rows) in enumerate(families.items()):
+        color = colors[i % len(colors)]
+        marker = "osD^vP*X"[i % 8]
+        if len(rows) > 1 or family != rows[0][0]:  # a family of operating points
+            points = sorted((r["gflops_per_video"], 100 * r["top1"], n) for n, r in rows)
+            ax.plot([p[0] for p in points], [p[1] for p in points], color=color, marker=marker, markersize=6,
+                    linewidth=1.3, linestyle="--", label=family)
+            for x, y, n in points:
+                if "lambda" in n:
+                    ax.annotate(n.split("lambda")[1].split("_")[0], (x, y), textcoords="offset points",
+                                xytext=(4, 4), fontsize=6, color=color)
+            continue
+        name, row = rows[0]
+        curve = row.get("curve") or []
+        if len(curve) > 1:
+            ax.plot([p["gflops_per_video"] for p in curve], [100 * p["top1"] for p in curve], color=color,
+                    marker="o", markersize=2.5, linewidth=1.3, label=f"{name} ({how.get(name.split('_k')[0], 'swept')})")
+        if name != "threshold_exit":
+            ax.scatter([row["gflops_per_video"]], [100 * row["top1"]], color=color, marker=marker, s=55, zorder=3,
+                       edgecolor="black", linewidth=0.6, label=None if len(curve) > 1 else name)
+    _label_axes(ax, GFLOPS_AXIS, TOP1_AXIS, title or "Frame policies: accuracy vs compute", legend_size=7)
+    return save_figure(fig, path)

@@ -97,10 +97,6 @@ def setup_environment(device: str) -> Environment:
     return Environment(dev, rank, world)
 
 
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-
-
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + rank) % (2 ** 63)
 

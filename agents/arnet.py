@@ -40,11 +40,17 @@ from .frame_selection import FrozenFeatures, PreviewSelector, Selection
 
 @dataclass(frozen=True)
 class ARNetConfig:
-    resolutions: tuple[int, ...] = (112, 84, 56, 42)  # the main network's input sides; "skip" is added
-    efficiency_weight: float = 1.0  # lambda of the efficiency loss (GFLOPs as a fraction of all-full-frame)
-    tau: float = 1.0  # Gumbel-softmax temperature
+    resolutions: tuple[int, ...] = (112, 84, 56, 42)
+    """the main network's input sides ("skip" is added); left at this default, scaled to the frame size by
+    adafocus.baselines.with_preset_defaults"""
+    efficiency_weight: float = 1.0
+    """lambda of the efficiency loss (GFLOPs as a fraction of all-full-frame)"""
+    tau: float = 1.0
+    """Gumbel-softmax temperature"""
     preview_dim: int = 64
-    hidden_size: int = 64  # the policy's LSTM
+    """width of the preview features the policy reads"""
+    hidden_size: int = 64
+    """width of the policy's LSTM"""
 
 
 PAPER = ARNetConfig(resolutions=(224, 168, 112, 84))

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from adafocus.agents.arnet import ARNetConfig
 from adafocus.baselines import METHODS, BaselineConfig, compare, with_preset_defaults
-from adafocus.cli import add_debug_option, print_results, run_script
+from adafocus.cli import add_config_options, add_debug_option, config_from_args, print_results, run_script
 from adafocus.config import preset
 
 DEFAULT_RUNS = {"synthetic": "runs/synthetic", "synthetic_temporal": "runs/synthetic_temporal"}  # train_policy's
+ALIASES = {"batch_size": "--batch-size", "liteeval_weight": "--liteeval-weight", "liteeval_budget": "--liteeval-budget",
+           "arnet.resolutions": "--resolutions"}  # BaselineConfig fields' shorter option names
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,19 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--presets", nargs="+", default=["synthetic", "synthetic_temporal"])
     parser.add_argument("--runs", nargs="+", help="AdaFocus run folder per preset (default: runs/<preset>, as train_policy.py writes)")
     parser.add_argument("--out", default="runs/baselines", help="results go to <out>/<preset>/")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--epochs", type=int, default=BaselineConfig.epochs)
-    parser.add_argument("--lr", type=float, default=BaselineConfig.lr)
-    parser.add_argument("--batch-size", type=int, default=BaselineConfig.batch_size)
-    parser.add_argument("--frames", type=int, default=BaselineConfig.frames, help="K for SCSampler and Listen-to-look")
-    parser.add_argument("--resolutions", type=int, nargs="+", help="AR-Net's resolutions (default: the paper's "
-                        "224/168/112/84 scaled to the frame size)")
+    add_config_options(parser, BaselineConfig(), aliases=ALIASES, skip={"arnet.efficiency_weight"},
+                       choices={"methods": METHODS})
     parser.add_argument("--efficiency-weight", type=float, help="AR-Net's lambda (default: the benchmark's tuned "
                         "value, adafocus.baselines.EFFICIENCY_WEIGHTS)")
-    parser.add_argument("--liteeval-weight", type=float, default=BaselineConfig.liteeval_weight)
-    parser.add_argument("--liteeval-budget", type=float, default=BaselineConfig.liteeval_budget,
-                        help="LiteEval's target fraction of reading every frame; a negative value: linear penalty")
-    parser.add_argument("--seed", type=int, help="the baselines' seed (default: the AdaFocus run's)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -52,10 +45,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--runs needs one folder per preset: {len(args.presets)} presets, {len(runs)} folders")
     if args.threads:
         torch.set_num_threads(args.threads)
-    arnet = ARNetConfig(resolutions=tuple(args.resolutions)) if args.resolutions else ARNetConfig()
-    budget = None if args.liteeval_budget is not None and args.liteeval_budget < 0 else args.liteeval_budget
-    base = BaselineConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, frames=args.frames, arnet=arnet,
-                          liteeval_weight=args.liteeval_weight, liteeval_budget=budget, methods=tuple(args.methods), seed=args.seed)
+    base = config_from_args(args, BaselineConfig())
+    if base.liteeval_budget is not None and base.liteeval_budget < 0:
+        base = replace(base, liteeval_budget=None)
     summary = {}
     for name, run in zip(args.presets, runs):
         config = preset(name)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from adafocus.cli import parse_config, print_results, remove_run_folder, run_script
+from adafocus.cli import config_from_args, parse_config, print_results, remove_run_folder, run_script
+from adafocus.frame_evaluation import frame_job
+from adafocus.frame_training import FrameConfig, add_frame_arguments
 from adafocus.pipeline import main_job
-from adafocus.temporal import add_frame_arguments, frame_job, frame_settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"AdaFocus on {config.preset} ({evaluation.results['videos']} validation videos)")
     if args.frame_policy:
         frame_out = Path(args.frame_out or f"{out}_frames")
-        frame_job(out, frame_out, args.frame_policy, frame_settings(args), args.frame_lambdas,
+        frame_job(out, frame_out, args.frame_policy, config_from_args(args, FrameConfig(), "frame"), args.frame_lambdas,
                   progress=not args.no_progress, val_videos=args.frame_eval_videos)
 
 

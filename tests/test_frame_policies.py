@@ -8,35 +8,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from adafocus.agents import CenterAgent
-from adafocus.agents.frames import (
-    FrameAgent,
-    make_frame_algorithm,
-    oracle_frames,
-    uniform_frames,
-)
-from adafocus.envs import (
-    EnvConfig,
-    FocusEpisodes,
-    FrameCosts,
-    FrameEnv,
-    FrameReader,
-    FrameVecEnv,
-    JumpEpisodes,
-    MultiAgentEpisodes,
-    SkipEpisodes,
-)
-from conftest import TINY_CLASSES, TINY_FRAMES
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
+from adafocus.agents import CenterAgent
+from adafocus.agents.frames import FrameAgent, make_frame_algorithm, oracle_frames, uniform_frames
+from adafocus.envs import (EnvConfig, FocusEpisodes, FrameCosts, FrameEnv, FrameReader, FrameVecEnv, JumpEpisodes,
+                           MultiAgentEpisodes, SkipEpisodes)
 from adafocus.evaluation import rollout
-from adafocus.temporal import (
-    FrameSettings,
-    interpolate,
-    run_frame_policy,
-    utility_stop_curve,
-)
+from adafocus.frame_evaluation import interpolate, run_frame_policy, utility_stop_curve
+from adafocus.frame_training import FrameConfig
+
+from conftest import TINY_CLASSES, TINY_FRAMES
 
 COSTS = FrameCosts(glance=0.01, patch=0.1, classifier=0.001)
 KINDS = ("pi_prime", "adaframe", "multiagent")
@@ -285,7 +268,7 @@ def test_oracle_reads_the_telling_frame(telling, tiny_clips):
 def test_sb3_trains_on_the_vec_env(reader, kind, algo):
     episodes = make_episodes(kind, reader)
     vec = FrameVecEnv(episodes, rows=3, seed=0)
-    settings = FrameSettings(videos_per_update=3, features_dim=16, conv_channels=4, minibatches=1, n_epochs=1)
+    settings = FrameConfig(videos_per_update=3, features_dim=16, conv_channels=4, minibatches=1, n_epochs=1)
     model = make_frame_algorithm(algo, vec, settings, horizon=4, seed=0, device="cpu")
     model.learn(24)
     agent = FrameAgent(model)
@@ -337,7 +320,7 @@ def test_run_frame_policy_counts_decisions(reader):
 
 
 def test_frame_plot_writes_png_and_svg(tmp_path):
-    from adafocus.temporal import plot_frame_budget
+    from adafocus.plotting import plot_frame_budget
 
     curve = [{"gflops_per_video": g, "top1": a} for g, a in ((0.1, 0.2), (0.2, 0.4))]
     row = lambda g, a, c=None: {"gflops_per_video": g, "top1": a, "curve": c or []}  # noqa: E731
@@ -351,7 +334,7 @@ def test_frame_algorithms_read_the_frame_entry_of_the_hyperparameter_files(reade
     """One builder for pi and the frame policies: a frame policy takes the files' frame entry (not pi's),
     its own extractor, and --frame.hyperparams over the file."""
     vec = FrameVecEnv(make_episodes("pi_prime", reader), rows=2, seed=0)
-    settings = FrameSettings(features_dim=16, conv_channels=4)
+    settings = FrameConfig(features_dim=16, conv_channels=4)
     dqn = make_frame_algorithm("dqn", vec, settings, horizon=4, seed=0, device="cpu")
     assert (dqn.learning_starts, dqn.batch_size, dqn.buffer_size) == (1000, 256, 100_000)
     assert type(dqn.policy.q_net.features_extractor).__name__ == "FrameExtractor"

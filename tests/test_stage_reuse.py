@@ -163,10 +163,11 @@ def test_evaluate_py_on_a_crafted_policy_runs_nothing_and_scores_as_the_run_did(
 def test_frame_policies_load_from_their_json_settings_and_tensors_only(finished, tmp_path):
     """Stage II' on the run (pi' with a tiny budget), then its policy.zip crafted to write a file when
     unpickled: evaluating it again runs nothing and gives the same row."""
-    from adafocus.temporal import FrameSettings, evaluate_frame_policies, frame_job
+    from adafocus.frame_evaluation import evaluate_frame_policies, frame_job
+    from adafocus.frame_training import FrameConfig
 
     _, out = finished
-    settings = FrameSettings(n_envs=4, videos_per_update=4, total_timesteps=64, features_dim=16, conv_channels=4)
+    settings = FrameConfig(n_envs=4, videos_per_update=4, total_timesteps=64, features_dim=16, conv_channels=4)
     first = frame_job(out, tmp_path / "frames", ["pi_prime"], settings, progress=False)["policies"]
     (policy,) = sorted((tmp_path / "frames").glob("*/policy.zip"))
     marker = tmp_path / "marker"
