@@ -35,7 +35,7 @@ from adafocus.envs.frame_vec_env import FrameEnv, FrameVecEnv
 from . import plotting, provenance
 from .config import PolicyConfig, RunConfig
 from .evaluation import PolicyResult, early_exit_curve, rollout, summarize
-from .runs import clip_set, data_paths, episode_source
+from .run_data import clip_set, data_paths, episode_source
 from .training import setup_environment
 
 KINDS = ("pi_prime", "adaframe", "multiagent")
@@ -79,7 +79,8 @@ class Base:
 
 def load_base(run: Path, device: torch.device | str = "cpu") -> Base:
     """Stage III's (else stage I's) model and the learned pi of a run written by ``train_policy.py``."""
-    from .pipeline import build_model, load_policy, make_episodes, open_run, policy_env_config
+    from .models import build_model, make_episodes
+    from .run_folder import load_policy, open_run, policy_env_config
 
     files = open_run(Path(run))
     if files.policy is None:
@@ -136,7 +137,8 @@ def train_frame_policy(kind: str, run: Path, out: Path, settings: FrameSettings,
     """Stage II': train one frame policy by RL over the run's training videos, pi and backbones frozen."""
     folder = Path(out) / policy_name(kind, settings)
     path = folder / "policy.zip"
-    from .pipeline import open_run, sb3_progress
+    from .callbacks import sb3_progress
+    from .run_folder import open_run
 
     files = open_run(Path(run))
     record = {"stage": f"frame_policy:{kind}", "fields": {f"frame.{k}": v for k, v in asdict(settings).items()},
