@@ -29,8 +29,11 @@ from adafocus.data.clips import ClipSet
 from . import checkpoint, plotting
 from .config import RunConfig, StageConfig, to_dict
 from .evaluation import PolicyResult, Rollout, summarize
-from .pipeline import build_model, evaluate_run, main_job, open_run
-from .runs import clip_set, data_paths
+from .models import build_model
+from .pipeline import main_job
+from .run_data import clip_set, data_paths
+from .run_evaluation import evaluate_run
+from .run_folder import open_run
 from .training import Environment, StageTask, setup_environment, train_stage
 
 METHODS = ("arnet", "scsampler", "liteeval", "listen_to_look")

@@ -27,8 +27,9 @@ from adafocus.agents import action_kind, resolve_algorithm
 
 from . import plotting, provenance
 from .config import RunConfig, to_dict
-from .pipeline import clip_level, main_job, run_supervised, stage_records
-from .runs import data_paths
+from .models import clip_level
+from .pipeline import main_job, run_supervised, stage_records
+from .run_data import data_paths
 
 # every per-run measure of the table, in its column order
 METRICS = ("top1", "mAP", "hit_rate", "exit_auc", "first_step_top1", "gflops_per_video", "env_steps", "stage2_seconds")

@@ -1,4 +1,5 @@
-"""Evaluation: every policy on one validation set, batched on the device, with early-exit curves.
+"""Evaluation: every policy on one validation set, batched on the device, with early-exit curves and
+where each policy looks (focus heatmaps).
 
 A policy's rollout gives f_C's logits at every step; budgeted inference stops a video at the first
 step whose top softmax score exceeds a threshold, so one rollout traces a whole accuracy-vs-GFLOPs curve.
@@ -9,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics.functional.classification import multiclass_average_precision, multilabel_average_precision
@@ -235,3 +237,20 @@ def summarize(run: Rollout, step_gmacs: float, boxes: torch.Tensor | None = None
     """Top-1 and mAP of the last step's prediction, GFLOPs, throughput, focus hits and the exit curve."""
     stats = RolloutStats().add(run.logits, run.labels, run.corners, boxes, patch_size, run.seconds, run.all_labels)
     return stats.result(step_gmacs, curve)
+
+
+def per_frame_corners(corners: torch.Tensor, frames: int) -> torch.Tensor:
+    """A clip-level policy's one place per clip, counted for every frame as a per-frame policy's are."""
+    return corners.expand(-1, frames, -1) if corners.shape[1] == 1 else corners
+
+
+def focus_heatmap(corners: torch.Tensor, patch_size: int, frame_size: tuple[int, int]) -> np.ndarray:
+    """Share of steps in which each pixel lies inside the patch: where a policy looks, (H, W)."""
+    h, w = frame_size
+    flat = corners.reshape(-1, 2).long()
+    starts = torch.zeros(h - patch_size + 1, w - patch_size + 1)
+    starts.index_put_((flat[:, 1], flat[:, 0]), torch.ones(len(flat)), accumulate=True)
+    box = torch.ones(1, 1, patch_size, patch_size)
+    coverage = torch.nn.functional.conv_transpose2d(starts[None, None], box)[0, 0]  # spread each corner over its patch
+    return (coverage / max(len(flat), 1)).numpy()
+

@@ -26,7 +26,7 @@ from .cli import print_frame_table
 from .evaluation import PolicyResult, early_exit_curve, rollout, summarize
 from .frame_training import FrameConfig, frame_reader, load_frame_policy, load_run, policy_name, train_frame_policy
 from .plotting import plot_frame_budget
-from .runs import clip_set, data_paths
+from .run_data import clip_set, data_paths
 from .training import setup_environment
 
 

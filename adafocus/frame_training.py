@@ -28,9 +28,12 @@ from adafocus.envs.frame_episodes import (FrameCosts, FrameEpisodes, FrameReader
 from adafocus.envs.frame_vec_env import FrameEnv, FrameVecEnv
 
 from . import provenance
+from .callbacks import sb3_progress
 from .cli import add_config_options
 from .config import PolicyConfig, RunConfig
-from .runs import clip_set, data_paths, episode_source
+from .models import build_model, make_episodes
+from .run_data import clip_set, data_paths, episode_source
+from .run_folder import load_policy, open_run, policy_env_config
 from .training import setup_environment
 
 KINDS = ("pi_prime", "adaframe", "multiagent")
@@ -86,8 +89,6 @@ class LoadedRun:
 
 def load_run(run: Path, device: torch.device | str = "cpu") -> LoadedRun:
     """Stage III's (else stage I's) model and the learned pi of a run written by ``train_policy.py``."""
-    from .pipeline import build_model, load_policy, make_episodes, open_run, policy_env_config
-
     files = open_run(Path(run))
     if files.policy is None:
         raise FileNotFoundError(f"{run}: no policy/policy.zip: the frame policies need a trained pi")
@@ -144,8 +145,6 @@ def train_frame_policy(kind: str, run: Path, out: Path, settings: FrameConfig, p
     """Stage II': train one frame policy by RL over the run's training videos, pi and backbones frozen."""
     folder = Path(out) / policy_name(kind, settings)
     path = folder / "policy.zip"
-    from .pipeline import open_run, sb3_progress
-
     files = open_run(Path(run))
     record = {"stage": f"frame_policy:{kind}", "fields": {f"frame.{k}": v for k, v in asdict(settings).items()},
               "data": {}, "inputs": {name: {"sha256": provenance.file_digest(p)} for name, p in

@@ -59,7 +59,7 @@ from adafocus.envs import AdaFocusVecEnv
 from . import provenance
 from .checkpoint import save_atomic
 from .config import RunConfig, preset, to_dict
-from .pipeline import Model, build_model, clip_level, make_episodes
+from .models import Model, build_model, clip_level, make_episodes
 
 REPOSITORY = "https://github.com/blackfeather-wang/AdaFocus"
 BN_EPS = 1e-5  # nn.BatchNorm1d/2d's default eps, which the authors' pi keeps (eps is not in a state dict)

@@ -13,7 +13,7 @@ episode on a video file, as the run's test mode plays it on a validation video:
   stops at the first step whose top softmax score exceeds it (:func:`~adafocus.evaluation.exit_steps`).
 
 Compute is counted as the evaluation counts it: every step taken costs f_G + f_L + f_C + pi
-(:func:`~adafocus.pipeline.model_cost`, :func:`~adafocus.agents.policy_gmacs`), so a video that exits after
+(:func:`~adafocus.models.model_cost`, :func:`~adafocus.agents.policy_gmacs`), so a video that exits after
 k of T steps costs k steps (multiply-accumulates, reported as GFLOPs as in the paper).
 
 With ``window`` a long video is also cut into windows of consecutive frames, each classified as a video of
@@ -50,7 +50,8 @@ from adafocus.envs.episodes import EpisodeBatch
 from . import plotting
 from .config import RunConfig
 from .evaluation import exit_steps, play
-from .pipeline import Model, build_model, load_policy, make_episodes, model_cost, open_run, policy_env_config
+from .models import Model, build_model, make_episodes, model_cost
+from .run_folder import load_policy, open_run, policy_env_config
 from .training import resolve_device
 
 logger = logging.getLogger(__name__)

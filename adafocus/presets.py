@@ -8,8 +8,8 @@ from pathlib import Path
 from adafocus.envs import AdaFocusEnv, EnvConfig
 
 from .config import preset
-from .pipeline import build_model, clip_level, make_episodes, model_cost
-from .runs import data_paths, episode_source
+from .models import build_model, clip_level, make_episodes, model_cost
+from .run_data import data_paths, episode_source
 
 
 def make_default_env(checkpoint_path: str | Path | None = None, split: str = "train", preset_name: str = "synthetic",

@@ -295,7 +295,7 @@ def load_agent(path: Path, policy: PolicyConfig, observation_space: spaces.Space
     as SB3's own load does)."""
     if isinstance(policy, str):
         raise TypeError("load_agent needs the PolicyConfig the policy was trained with (its policy.json), "
-                        "not only an algorithm name: see adafocus.pipeline.load_policy")
+                        "not only an algorithm name: see adafocus.run_folder.load_policy")
     return SB3Agent(load_algorithm(path, lambda env: make_algorithm(policy.algo, env, policy, num_steps, seed, device),
                                    observation_space, action_space))
 

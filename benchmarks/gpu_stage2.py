@@ -39,6 +39,9 @@ from adafocus import checkpoint
 from adafocus.agents import resolve_algorithm
 from adafocus.config import RunConfig, preset, to_dict
 from adafocus.data.synthetic import SyntheticConfig, generate
+from adafocus.models import build_model
+from adafocus.run_evaluation import evaluate_run
+from adafocus.training import setup_environment
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,7 +106,7 @@ def main() -> None:
     init = out / "random_init.pt"
     began = time.perf_counter()
     config, syn = run_config(args)
-    device = pipeline.setup_environment(config.device).device
+    device = setup_environment(config.device).device
     m = config.model
     summary: dict = {"part": args.part, "preset": args.preset, "device": str(device),
                      "model": f"f_G {m.global_encoder.arch} at {m.global_size}, f_L {m.local_encoder.arch} on "
@@ -116,7 +119,7 @@ def main() -> None:
 
     if args.part == "data":
         summary["data_s"] = time.perf_counter() - began  # generation (or finding the cached set)
-        checkpoint.save_atomic({"model": pipeline.build_model(config, None).state_dict(), "config": to_dict(config)},
+        checkpoint.save_atomic({"model": build_model(config, None).state_dict(), "config": to_dict(config)},
                                init)
         summary.update(train_list=config.data.train_list, val_list=config.data.val_list,
                        train_videos=syn.train_videos, val_videos=syn.val_videos, frame_size=syn.frame_size,
@@ -170,7 +173,7 @@ def main() -> None:
         policy = out / "policy" / "policy.zip"
         policy = policy if policy.is_file() else None
         start = time.perf_counter()
-        evaluation = pipeline.evaluate_run(config, init, policy, progress=False, batch_size=args.eval_batch)
+        evaluation = evaluate_run(config, init, policy, progress=False, batch_size=args.eval_batch)
         sync(device)
         seconds = time.perf_counter() - start
         videos = int(evaluation.results["videos"])

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from adafocus.baselines import BaselineConfig, compare, with_preset_defaults
 from adafocus.cli import add_debug_option, print_results, run_script
-from adafocus.pipeline import evaluate_run, open_run, write_report
+from adafocus.run_evaluation import evaluate_run, write_report
+from adafocus.run_folder import open_run
 
 
 def main(argv: list[str] | None = None) -> None:

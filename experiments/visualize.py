@@ -9,7 +9,8 @@ import argparse
 from pathlib import Path
 
 from adafocus.cli import add_debug_option, run_script
-from adafocus.pipeline import evaluate_run, open_run, write_report
+from adafocus.run_evaluation import evaluate_run, write_report
+from adafocus.run_folder import open_run
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -255,7 +255,7 @@ def test_a_policy_file_whose_tensors_hold_objects_is_refused(tiny_model, tiny_cl
 
 def test_a_resume_restores_weights_optimizer_and_counters_from_tensors_only(tiny_model, tiny_clips, tmp_path):
     """Stage II's resume: a fresh build from the config, then the checkpoint's tensors and step counters."""
-    from adafocus.pipeline import save_checkpoint
+    from adafocus.callbacks import save_checkpoint
 
     model, env = build("ppo", tiny_model, tiny_clips)
     model.learn(2 * model.n_steps * N_ENVS)

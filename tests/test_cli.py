@@ -176,7 +176,7 @@ def test_a_logged_run_prints_one_line_per_epoch_and_no_carriage_returns(tmp_path
 
 
 def test_stage2_logs_a_line_per_pass_instead_of_a_bar(tiny_model, tiny_clips, capsys, monkeypatch):
-    from adafocus.pipeline import StepLog, sb3_progress
+    from adafocus.callbacks import StepLog, sb3_progress
 
     from test_agents import build
 

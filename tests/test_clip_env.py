@@ -19,8 +19,10 @@ from adafocus.backbones import ClipFocusModel, patch_corners, random_corners
 from adafocus.config import DataConfig, PolicyConfig, RunConfig, StageConfig, preset
 from adafocus.data.synthetic import SyntheticConfig
 from adafocus.envs import AdaFocusEnv, AdaFocusVecEnv, ClipEpisodes, EnvConfig, confidence
-from adafocus.pipeline import build_model, evaluate_run, main_job, run_supervised
-from adafocus.runs import DataPaths, video_dataset
+from adafocus.models import build_model
+from adafocus.pipeline import main_job, run_supervised
+from adafocus.run_data import DataPaths, video_dataset
+from adafocus.run_evaluation import evaluate_run
 
 from conftest import random_clips, slot_sources
 from test_tsm import tiny_clip_config

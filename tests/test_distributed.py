@@ -52,7 +52,7 @@ def _data_paths_worker(rank: int, store: str, cache: str, out: str) -> None:
     from dataclasses import replace
 
     import adafocus.data.synthetic as synthetic
-    from adafocus.runs import data_paths
+    from adafocus.run_data import data_paths
     from conftest import tiny_run_config
 
     written = []

@@ -26,7 +26,8 @@ from adafocus.data.clips import ClipSet
 from adafocus.evaluation import play
 from adafocus.official import (OfficialFiles, OfficialFormatError, convert_official, find_files, load_official,
                                release_names)
-from adafocus.pipeline import build_model, load_policy, make_episodes, open_run, policy_env_config
+from adafocus.models import build_model, make_episodes
+from adafocus.run_folder import load_policy, open_run, policy_env_config
 
 FRAME, PATCH = 64, 32  # S and P: f_G's map is 2x2 at S = 64
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")

@@ -16,7 +16,8 @@ import pytest
 
 from adafocus import provenance
 from adafocus.config import to_dict
-from adafocus.pipeline import main_job, read_checkpoint_state, run_policy
+from adafocus.callbacks import read_checkpoint_state
+from adafocus.pipeline import main_job, run_policy
 from adafocus.provenance import StageMismatch
 
 from conftest import poison, tiny_run_config

@@ -22,7 +22,7 @@ from adafocus.data.sampling import sample_clip_indices, sample_indices
 from adafocus.data.synthetic import SyntheticConfig
 from adafocus.data.transforms import video_transform
 from adafocus.envs import ClipEpisodes, EnvConfig
-from adafocus.runs import data_paths, video_dataset
+from adafocus.run_data import data_paths, video_dataset
 from adafocus.stages import ClipPatchTask
 from adafocus.training import Environment, stage_dropout, train_stage
 

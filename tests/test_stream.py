@@ -15,8 +15,9 @@ from adafocus.data import memory
 from adafocus.data.clips import ClipPool, EpochOrder
 from adafocus.data.stream import ClipStream
 from adafocus.data.dataset import VideoDataset
-from adafocus.pipeline import build_model, evaluate_run
-from adafocus.runs import clip_set, data_paths, video_dataset
+from adafocus.models import build_model
+from adafocus.run_data import clip_set, data_paths, video_dataset
+from adafocus.run_evaluation import evaluate_run
 
 from conftest import random_clips, tiny_run_config
 

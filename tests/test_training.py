@@ -14,7 +14,9 @@ import torch
 
 from adafocus import checkpoint
 from adafocus.config import RunConfig, from_dict, to_dict
-from adafocus.pipeline import build_model, evaluate_run, run_policy, run_supervised
+from adafocus.models import build_model
+from adafocus.pipeline import run_policy, run_supervised
+from adafocus.run_evaluation import evaluate_run
 
 from conftest import tiny_run_config
 
