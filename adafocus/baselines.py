@@ -34,7 +34,7 @@ from .pipeline import main_job
 from .run_data import clip_set, data_paths
 from .run_evaluation import evaluate_run
 from .run_folder import open_run
-from .training import Environment, StageTask, setup_environment, train_stage
+from .training import Runtime, StageTask, setup_runtime, train_stage
 
 METHODS = ("arnet", "scsampler", "liteeval", "listen_to_look")
 PLOTTED = ("adafocus", "random", "center", "full_frame", *METHODS)
@@ -122,7 +122,7 @@ class SelectorTask(StageTask):
 
 def train_selector(selector: FrameSelector, train: tuple[FrozenFeatures, torch.Tensor],
                    val: tuple[FrozenFeatures, torch.Tensor], folder: Path, config: BaselineConfig, run: RunConfig,
-                   env: Environment, progress: bool = True) -> dict[str, float]:
+                   runtime: Runtime, progress: bool = True) -> dict[str, float]:
     """Train ``selector`` from scratch into ``folder`` (checkpoint, log, metrics; earlier ones are replaced).
 
     Over precomputed features an epoch takes a fraction of a second, so nothing is resumed or reused.
@@ -134,7 +134,7 @@ def train_selector(selector: FrameSelector, train: tuple[FrozenFeatures, torch.T
     meta = {"model": to_dict(run.model), "method": selector.name, "baseline": settings}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "log.csv").unlink(missing_ok=True)  # the loop appends to it
-    return train_stage(task, stage, _IndexSet(train[1]), _IndexSet(val[1]), folder, env, run.model.num_classes,
+    return train_stage(task, stage, _IndexSet(train[1]), _IndexSet(val[1]), folder, runtime, run.model.num_classes,
                        run.seed if config.seed is None else config.seed, meta, resume=False, progress=progress,
                        name=selector.name)
 
@@ -193,32 +193,32 @@ def compare(run_folder: Path, out: Path, config: BaselineConfig, run_config: Run
         raise ValueError(f"{run_folder} holds a {run.preset!r} run, not {run_config.preset!r}")
     if files.policy is None or files.warmup is None:
         raise FileNotFoundError(f"{run_folder}: the AdaFocus run lacks its policy or warm-up checkpoint")
-    env = setup_environment(run.device)
+    runtime = setup_runtime(run.device)
     evaluation = evaluate_run(run, files.checkpoint, files.policy, progress=progress, full_frame=files.warmup)
     policies = {("adafocus" if k == "learned" else k): v for k, v in evaluation.results["policies"].items()}
 
     paths = data_paths(run, progress)
     clips = {split: clip_set(run, paths, split, progress) for split in ("train", "val")}
-    model = build_model(run, files.warmup, env.device)  # shared backbones: f_G, f_L and head of the warm-up
+    model = build_model(run, files.warmup, runtime.device)  # shared backbones: f_G, f_L and head of the warm-up
     selectors = {}
     seed = run.seed if config.seed is None else config.seed
     for name in config.methods:  # each initialised from the seed, whichever others run beside it
         torch.manual_seed(seed)
-        selectors[name] = build_selector(name, model, config).to(env.device)
+        selectors[name] = build_selector(name, model, config).to(runtime.device)
     resolutions = tuple(sorted({r for s in selectors.values() for r in s.resolutions}, reverse=True))
     began = time.perf_counter()
     features = shared_features(next(iter(selectors.values())), clips, resolutions, files.warmup, out / "frozen_features.pt")
-    features = {split: (f.to(env.device), clips[split].labels.to(env.device)) for split, f in features.items()}
+    features = {split: (f.to(runtime.device), clips[split].labels.to(runtime.device)) for split, f in features.items()}
     timings = {"frozen_features_seconds": time.perf_counter() - began}
     for name, selector in selectors.items():
         began = time.perf_counter()
-        metrics = train_selector(selector, features["train"], features["val"], out / name, config, run, env, progress)
+        metrics = train_selector(selector, features["train"], features["val"], out / name, config, run, runtime, progress)
         timings[f"{name}_train_seconds"] = time.perf_counter() - began
         result, usage = evaluate_selector(selector, clips["val"])
         policies[name] = {**result.row(), "usage": usage, "train_metrics": metrics}
     results = {"policies": policies, "run": str(run_folder), "preset": run.preset, "videos": len(clips["val"]),
                "frames": clips["val"].num_frames, "baseline": to_dict(config), "timings": timings,
-               "threads": torch.get_num_threads(), "device": str(env.device)}
+               "threads": torch.get_num_threads(), "device": str(runtime.device)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plotted = {k: policies[k] for k in PLOTTED if k in policies}

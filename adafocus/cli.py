@@ -243,7 +243,7 @@ def stage_main(stage: str, description: str, argv: list[str] | None = None) -> P
     import json
 
     from .pipeline import run_supervised
-    from .training import setup_environment
+    from .training import setup_runtime
 
     def extra(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--out", help="run folder (default: runs/<preset>); the stage writes <out>/<stage>/")
@@ -263,10 +263,10 @@ def stage_main(stage: str, description: str, argv: list[str] | None = None) -> P
     policy = None
     if stage == "stage3":
         policy = Path(args.policy) if args.policy else out / "policy" / "policy.zip"
-    env = setup_environment(config.device)
+    runtime = setup_runtime(config.device)
     path = run_supervised(config, stage, out, init=init, policy=policy, resume=not args.no_resume,
-                          progress=not args.no_progress, env=env)
-    if env.is_main:
+                          progress=not args.no_progress, runtime=runtime)
+    if runtime.is_main:
         metrics = json.loads((path.parent / "metrics.json").read_text())
         print(json.dumps({"stage": stage, "checkpoint": str(path), **metrics}))
     return path

@@ -18,51 +18,73 @@ class DataConfig:
     """Which videos, and how they are sampled. ``train_list = None`` means the embedded synthetic benchmark."""
 
     train_list: str | None = None
+    """training list file (None: the synthetic benchmark, generated on first use)"""
     val_list: str | None = None
+    """validation list file"""
     data_root: str | None = None
+    """folder the lists' paths are relative to"""
     annotation_root: str | None = None
-    list_format: str = "auto"  # "video" (path label), "frames" (dir num_frames label), "auto", or the datasets'
-    # own annotation files "sthv1", "sthv2", "jester" (with label_file), or the AdaFocus authors' published lists
-    # "activitynet" / "fcvid" (dir,num_frames,label[,label...]: multi-label, FCVID's mAP counts every label) and
-    # "minikinetics" (dir num_frames label); these drop entries of fewer than 3 frames, as the authors' loader does
-    label_file: str | None = None  # labels file of sthv1/sthv2/jester (something-something-v1-labels.csv, ...)
-    decoder: str = "decord"  # or "pyav"
-    image_template: str | None = None  # frame-folder file names; None: the format's ("{:05d}.jpg" for sthv1/jester,
-    # "image_{:05d}.jpg" for activitynet/fcvid/minikinetics, else "img_{:05d}.jpg")
-    frames: int = 16  # T: one frame per equal segment (TSN sampling)
-    augment: bool = True  # multi-scale crop (+ flip) in training; off for the synthetic benchmark
-    flip: bool = True  # off for Something-Something and Jester: flipping changes their labels
+    """folder of per-video target boxes (the synthetic benchmark's), for the hit rate and the oracle patch"""
+    list_format: str = "auto"
+    """the list format: "video" (path label), "frames" (dir num_frames label), "auto" (either, by the first
+    line); the datasets' own annotation files "sthv1", "sthv2", "jester" (with ``label_file``); or the AdaFocus authors' lists:
+    "activitynet" / "fcvid" (dir,num_frames,label[,label...], multi-label; FCVID's mAP counts every label) and
+    "minikinetics" (dir num_frames label), which drop entries of fewer than 3 frames as the authors' loader does"""
+    label_file: str | None = None
+    """labels file of sthv1 / sthv2 / jester (something-something-v1-labels.csv, ...)"""
+    decoder: str = "decord"
+    """video decoder: "decord" (PyAV takes over for the files decord cannot read) or "pyav" (PyAV for every file)"""
+    image_template: str | None = None
+    """frame-folder file names; None: the format's ("{:05d}.jpg" for sthv1 / jester, "image_{:05d}.jpg" for
+    activitynet / fcvid / minikinetics, else "img_{:05d}.jpg")"""
+    frames: int = 16
+    """T: frames per video, one per equal segment (TSN sampling)"""
+    augment: bool = True
+    """multi-scale crop (and flip) in training"""
+    flip: bool = True
+    """horizontal flip in training (off for Something-Something and Jester: flipping changes their labels)"""
     workers: int = 4
+    """DataLoader worker processes"""
     skip_corrupt: bool = False
-    short_videos: str = "repeat"  # a video shorter than T: its last frame repeated (the authors' loader), "first"
-    # (their Something-Something loader: the first frame T times) or "refuse"
-    cache_videos: bool = False  # keep decoded videos in memory across epochs (small sets; workers = 0)
-    stream: bool = True  # stages II, III and evaluation decode videos as they use them; false: decode a split once
-    # into memory (test-mode clips; small sets only, refused up front when it would not fit)
+    """count and report unreadable videos instead of stopping at the first"""
+    short_videos: str = "repeat"
+    """a video shorter than T: "repeat" its last frame (the authors' loader), "first" (their Something-Something
+    loader: the first frame T times) or "refuse" (stop with an error)"""
+    cache_videos: bool = False
+    """keep decoded videos in memory across epochs (small sets; workers = 0)"""
+    stream: bool = True
+    """stages II, III and the evaluation decode videos as they use them; false: decode a split once into memory
+    (test-mode clips; small sets only, refused up front when it would not fit)"""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    """the synthetic benchmark's size and difficulty (used when ``train_list`` is None)"""
 
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One supervised stage: SGD, Nesterov momentum 0.9, cosine annealing, batch 64, weight decay 1e-4.
-
-    ``lr_global`` trains f_G (warm-up only), ``lr_local`` f_L, ``lr_classifier`` f_C and the heads; a zero
-    learning rate freezes that part. ``patches`` places stage I's patches: ``random`` (the paper), or
-    ``oracle`` / ``center`` / ``none`` (global-only) for the benchmark's reference classifiers. ``dropout``
-    replaces the model's dropout rate (:attr:`ModelConfig.dropout`, every dropout layer) while this stage
-    trains, and the rate is put back when it ends; None keeps the model's.
-    """
+    """One supervised stage: SGD with Nesterov momentum 0.9, cosine annealing, batch 64, weight decay 1e-4.
+    A zero learning rate freezes that part of the network."""
 
     epochs: int = 50
+    """passes over the training videos"""
     lr_global: float = 0.0
+    """learning rate of f_G (trained in the warm-up only)"""
     lr_local: float = 5e-4
+    """learning rate of f_L"""
     lr_classifier: float = 0.05
+    """learning rate of f_C and the heads"""
     batch_size: int = 64
+    """videos per batch (over all processes)"""
     momentum: float = 0.9
+    """SGD's Nesterov momentum"""
     weight_decay: float = 1e-4
+    """SGD's weight decay"""
     patches: str = "random"
-    frames: int | None = None  # frames per video in this stage (None: the data's T); the CPU warm-up uses fewer
-    dropout: float | None = None  # this stage's dropout rate (None: the model's)
+    """where stage I's patches go: "random" (the paper), or "oracle" / "center" / "none" (global-only) for the
+    benchmark's reference classifiers, "full" for TSM+ (whole frames)"""
+    frames: int | None = None
+    """frames per video in this stage (None: the data's T); the CPU warm-up reads fewer"""
+    dropout: float | None = None
+    """this stage's dropout rate in every dropout layer, put back when the stage ends (None: the model's)"""
 
 
 @dataclass(frozen=True)
@@ -70,15 +92,25 @@ class RunConfig:
     """Everything a run needs; ``preset`` names the starting point it was derived from."""
 
     preset: str = "synthetic"
+    """the preset the run started from"""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """the networks: f_G, f_L, f_C and their sizes"""
     data: DataConfig = field(default_factory=DataConfig)
+    """the videos and their sampling"""
     warmup: StageConfig = field(default_factory=lambda: StageConfig(epochs=15, lr_global=0.01, lr_local=0.01, lr_classifier=0.01))
+    """stage 0: f_G and f_L trained on whole frames"""
     stage1: StageConfig = field(default_factory=StageConfig)
+    """stage I: f_L and f_C on random patches"""
     stage3: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, lr_local=0.0, lr_classifier=5e-3))
+    """stage III: f_C fine-tuned under the learned pi"""
     env: EnvConfig = field(default_factory=EnvConfig)
+    """the RL episode: actions, reward, observation"""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """stage II: pi's algorithm and hyper-parameters"""
     seed: int = 0
+    """seeds every stage (a CPU run is deterministic for a seed and a thread count)"""
     device: str = "auto"
+    """the device: "auto" (CUDA when there is one), "cpu" or "cuda[:N]" (a device index)"""
 
 
 def _activitynet() -> RunConfig:
@@ -149,15 +181,10 @@ def _synthetic() -> RunConfig:
     f_G: MobileNet-V3-small cut after 4 blocks (stride 8) on the frame halved to 56x56, giving a 24x7x7 map
     like the paper's 7x7; f_L: ResNet-18 on a 32x32 patch at full resolution; T = 8 of 16 frames.
     No ImageNet weights exist offline, so f_G keeps its random initialisation: the benchmark makes the
-    class unreadable at f_G's resolution, so a whole-frame warm-up cannot teach f_G the class, and it
-    measurably erases the spatial information pi needs (a linear probe of the target's 7x7 cell from the
-    glance map: 84% after a random init, 13% after three warm-up epochs at lr 0.05).
-    pi observes the glance without f_C's state: every frame shows the target, and from one stage I (55daaa8),
-    PPO without the memory reached 0.766 top-1 (hit rate 0.723) against 0.695 (0.549) with it, and
-    recurrent PPO without it 0.516 (0.229) in the same number of steps.
-    The warm-up's lr is 0.02: at 0.05 its first epoch could blow up (mean loss 5.96) and, depending on the
-    number of threads, leave f_L at chance for the rest of the run (a fresh clone with 2 threads did); at 0.02
-    the first epoch ended at loss 2.72 / 2.69 with 2 / 1 threads.
+    class unreadable at f_G's resolution, so a whole-frame warm-up cannot teach f_G the class, and it would
+    erase the spatial information pi needs (lr_global 0). pi observes the glance without f_C's state (every
+    frame shows the target), and the warm-up's lr is 0.02, where 0.05 can blow up; the README gives the
+    measurements behind each choice.
     """
     syn = SyntheticConfig()
     model = ModelConfig(global_encoder=EncoderSpec("mobilenet_v3_small", None, blocks=4),
@@ -180,12 +207,12 @@ def _synthetic_temporal() -> RunConfig:
     """The synthetic benchmark's temporal-redundancy variant: the target shows (with its class detail) in only
     4 of the 16 frames (aligned pairs), so 2 of the 8 sampled frames carry the class, and is absent from the
     others, which f_G can see; everything else as ``synthetic``
-    but stage I, whose patches follow the annotated target (``oracle``): with random patches about one
-    training patch in 40 shows readable detail, and stage I stayed at chance (0.078 top-1 after 12 of 24
-    epochs, measured). pi is still learned by PPO in stage II; this variant's subject is which frames to read.
+    but stage I, whose patches follow the annotated target (``oracle``): with random patches few training
+    patches show readable detail and stage I stays at chance (README). pi is still learned by PPO in stage II;
+    this variant's subject is which frames to read. Its warm-up uses lr 0.05, which learns here.
     """
     base = _synthetic()
-    base = replace(base, warmup=replace(base.warmup, lr_local=0.05, lr_classifier=0.05))  # as measured
+    base = replace(base, warmup=replace(base.warmup, lr_local=0.05, lr_classifier=0.05))
     return replace(base, preset="synthetic_temporal",
                    data=replace(base.data, synthetic=replace(base.data.synthetic, readable_frames=4, unreadable="absent")),
                    stage1=replace(base.stage1, patches="oracle"))

@@ -27,7 +27,7 @@ from .evaluation import PolicyResult, early_exit_curve, rollout, summarize
 from .frame_training import FrameConfig, frame_reader, load_frame_policy, load_run, policy_name, train_frame_policy
 from .plotting import plot_frame_budget
 from .run_data import clip_set, data_paths
-from .training import setup_environment
+from .training import setup_runtime
 
 
 def _result(logits: torch.Tensor, labels: torch.Tensor, gflops: float, seconds: float,
@@ -119,7 +119,7 @@ def evaluate_frame_policies(run: Path, policies: list[Path], k: int | None = Non
     (synthetic data only) evaluates on a validation split of that many videos from the same generator,
     generated beside the run's (its training split is the same; 128 videos give a standard error of
     about 4 points of top-1, 1024 about 1.5)."""
-    device = setup_environment("auto").device
+    device = setup_runtime("auto").device
     loaded = load_run(run, device)
     config = loaded.config
     if val_videos is not None:
@@ -127,7 +127,7 @@ def evaluate_frame_policies(run: Path, policies: list[Path], k: int | None = Non
             raise ValueError("val_videos applies to the synthetic benchmark only (this run reads a video list)")
         config = replace(config, data=replace(config.data, synthetic=replace(config.data.synthetic, val_videos=val_videos)))
     clips = clip_set(config, data_paths(config, progress), split, progress)
-    reader = frame_reader(loaded.model, clips, loaded.env, loaded.focus, device)
+    reader = frame_reader(loaded.model, clips, loaded.env_config, loaded.focus, device)
     labels, t = reader.episodes.clips.labels, reader.num_frames
     if k is None:
         k = max(1, round(float(clips.readable.float().sum(1).mean()))) if clips.readable is not None else t // 4

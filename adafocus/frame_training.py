@@ -34,7 +34,7 @@ from .config import PolicyConfig, RunConfig
 from .models import build_model, make_episodes
 from .run_data import clip_set, data_paths, episode_source
 from .run_folder import load_policy, open_run, policy_env_config
-from .training import setup_environment
+from .training import setup_runtime
 
 KINDS = ("pi_prime", "adaframe", "multiagent")
 
@@ -83,7 +83,7 @@ class LoadedRun:
     config: RunConfig
     model: AdaFocusModel
     focus: FocusAgent
-    env: EnvConfig
+    env_config: EnvConfig
     device: torch.device
 
 
@@ -152,16 +152,16 @@ def train_frame_policy(kind: str, run: Path, out: Path, settings: FrameConfig, p
     if resume and provenance.stage_status(folder, record) == "finished":
         return path
     provenance.begin_stage(folder, record)
-    env = setup_environment("auto")
-    loaded = load_run(run, env.device)
-    source = episode_source(loaded.config, data_paths(loaded.config, progress), "train", settings.n_envs, env.device,
+    runtime = setup_runtime("auto")
+    loaded = load_run(run, runtime.device)
+    source = episode_source(loaded.config, data_paths(loaded.config, progress), "train", settings.n_envs, runtime.device,
                             progress)
     frames = loaded.config.data.frames
-    episodes = build_episodes(kind, frame_reader(loaded.model, None, loaded.env, loaded.focus, env.device, frames),
+    episodes = build_episodes(kind, frame_reader(loaded.model, None, loaded.env_config, loaded.focus, runtime.device, frames),
                               settings)
     vec = VecMonitor(FrameVecEnv(episodes, settings.n_envs, seed=loaded.config.seed, source=source))
     steps_per_episode = horizon(episodes) * episodes.agents
-    algo = make_frame_algorithm(settings.algo, vec, settings, horizon(episodes), loaded.config.seed, env.device)
+    algo = make_frame_algorithm(settings.algo, vec, settings, horizon(episodes), loaded.config.seed, runtime.device)
     folder.mkdir(parents=True, exist_ok=True)
     algo.set_logger(configure(str(folder), ["csv"]))
     steps = settings.total_timesteps or int(settings.epochs * source.order.size * steps_per_episode)
@@ -218,7 +218,7 @@ def make_frame_env(kind: str = "pi_prime", run: str | Path | None = None, split:
     frame = replace(FrameConfig(), **settings)
     if run is not None:
         loaded = load_run(Path(run), device)
-        config, model, focus, env = loaded.config, loaded.model, loaded.focus, loaded.env
+        config, model, focus, env = loaded.config, loaded.model, loaded.focus, loaded.env_config
     else:
         config = preset("synthetic_temporal")
         torch.manual_seed(seed)

@@ -28,7 +28,7 @@ from .run_data import DataPaths, data_paths, episode_source, video_dataset
 from .run_evaluation import Evaluation, evaluate_run, write_report
 from .run_folder import load_policy, policy_env_config
 from .stages import ClipPatchTask, PatchTask, PolicyTask, WarmupTask
-from .training import Environment, setup_environment, train_stage
+from .training import Runtime, setup_runtime, train_stage
 
 SUPERVISED = ("warmup", "stage1", "stage3", "tsm_plus")
 
@@ -43,14 +43,14 @@ def _policy_inputs(policy: Path) -> dict[str, Path]:
     return {"policy": policy, "policy_meta": Path(policy).with_suffix(".json")}
 
 
-def _barrier(env: Environment) -> None:
-    if env.world_size > 1:
+def _barrier(runtime: Runtime) -> None:
+    if runtime.world_size > 1:
         torch.distributed.barrier()
 
 
 def run_supervised(config: RunConfig, stage: str, out: Path, init: Path | None = None,
                    policy: Path | None = None, resume: bool = True, progress: bool = True,
-                   env: Environment | None = None) -> Path:
+                   runtime: Runtime | None = None) -> Path:
     """Train one supervised stage into ``out/<stage>/checkpoint.pt`` and return that path.
 
     A stage finished by the same command (its ``stage.json`` record: config fields, data lists, the
@@ -65,17 +65,17 @@ def run_supervised(config: RunConfig, stage: str, out: Path, init: Path | None =
         raise ValueError("TSM+ is the clip-level baseline of Section 4.2: set --model.glance_frames (e.g. --preset sthsth)")
     if stage == "stage3" and policy is None:
         raise ValueError("stage III needs a trained policy (--policy)")
-    env = env or setup_environment(config.device)
+    runtime = runtime or setup_runtime(config.device)
     stage_cfg: Any = replace(config.stage1, patches="full") if stage == "tsm_plus" else getattr(config, stage)
     folder = Path(out) / stage
     ckpt = folder / "checkpoint.pt"
-    paths = data_paths(config, progress and env.is_main)
+    paths = data_paths(config, progress and runtime.is_main)
     inputs = {"init": init, **(_policy_inputs(policy) if policy is not None else {})}
     record = provenance.stage_record(config, stage, stage_lists(config, paths), inputs)
     if provenance.stage_status(folder, record) == "finished":
         return ckpt
     resuming = resume and ckpt.is_file() and provenance.check_partial(folder, record)
-    if env.is_main and not resuming:
+    if runtime.is_main and not resuming:
         provenance.begin_stage(folder, record)
     model = build_model(config, init)
     train_set = video_dataset(config, paths, "train", train=True, frames=stage_cfg.frames)
@@ -83,19 +83,19 @@ def run_supervised(config: RunConfig, stage: str, out: Path, init: Path | None =
     if stage == "stage3":
         assert policy is not None
         env_config = replace(policy_env_config(config, policy), reward="conf")  # no reference patch needed
-        episodes = make_episodes(model, None, env_config, env.device, num_frames=config.data.frames)
-        task: Any = PolicyTask(model, load_policy(policy, episodes, env.device, config), episodes)
+        episodes = make_episodes(model, None, env_config, runtime.device, num_frames=config.data.frames)
+        task: Any = PolicyTask(model, load_policy(policy, episodes, runtime.device, config), episodes)
     elif stage == "warmup":
         task = WarmupTask(model, stage_cfg.lr_global > 0)
     else:
         task = (ClipPatchTask if clip_level(config) else PatchTask)(model, stage_cfg.patches)
     folder.mkdir(parents=True, exist_ok=True)
-    train_stage(task, stage_cfg, train_set, val_set, folder, env, config.model.num_classes, config.seed,
+    train_stage(task, stage_cfg, train_set, val_set, folder, runtime, config.model.num_classes, config.seed,
                 to_dict(config), collate=collate_videos, workers=config.data.workers, resume=resuming,
                 progress=progress, name=stage)
-    if env.is_main:
+    if runtime.is_main:
         provenance.finish_stage(folder, record, [ckpt])
-    _barrier(env)
+    _barrier(runtime)
     return ckpt
 
 
@@ -122,18 +122,18 @@ def run_policy(config: RunConfig, out: Path, model_checkpoint: Path, resume: boo
     state = read_checkpoint_state(ckpt) if resume and provenance.check_partial(folder, record) else None
     if state is None:
         provenance.begin_stage(folder, record)
-    env = setup_environment(config.device)
+    runtime = setup_runtime(config.device)
     model = build_model(config, model_checkpoint)
     requested = "continuous" if clip_level(config) else (config.env.action if config.env.action != "grid" else None)
     env_config = replace(config.env, action=action_kind(config.policy.algo, requested))
     frames = config.data.frames
-    episodes = make_episodes(model, None, env_config, env.device, model_cost(model, frames).total, frames)
+    episodes = make_episodes(model, None, env_config, runtime.device, model_cost(model, frames).total, frames)
     seed = config.seed if config.policy.seed is None else config.policy.seed
-    source = episode_source(replace(config, seed=seed), paths, "train", config.policy.n_envs, env.device, progress)
+    source = episode_source(replace(config, seed=seed), paths, "train", config.policy.n_envs, runtime.device, progress)
     videos = source.order.size
     vec = AdaFocusVecEnv(episodes, config.policy.n_envs, seed=seed, source=source)
     steps = config.policy.total_timesteps or int(config.policy.epochs * videos * episodes.num_steps)
-    algo = make_algorithm(config.policy.algo, VecMonitor(vec), config.policy, episodes.num_steps, seed, env.device)
+    algo = make_algorithm(config.policy.algo, VecMonitor(vec), config.policy, episodes.num_steps, seed, runtime.device)
     done = 0
     if state is not None:
         # a resume rebuilds pi from the config like a fresh start, then reads the checkpoint's tensors

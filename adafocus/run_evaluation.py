@@ -22,7 +22,7 @@ from .evaluation import PolicyResult, Rollout, RolloutStats, clip_rollout, focus
 from .models import Model, build_model, clip_level, make_episodes, model_cost
 from .run_data import data_paths, evaluation_batches
 from .run_folder import load_policy, policy_env_config
-from .training import setup_environment
+from .training import setup_runtime
 
 
 @dataclass
@@ -57,7 +57,7 @@ def evaluate_run(config: RunConfig, model_checkpoint: Path, policy: Path | None,
     warm-up checkpoint); later stages retrain f_L on patches, which that head never saw. For the clip-level
     model that baseline is TSM (f_L on the glance frames), and ``tsm_plus`` (a TSM+ checkpoint) adds TSM+.
     """
-    device = setup_environment(config.device).device
+    device = setup_runtime(config.device).device
     paths = data_paths(config, progress)
     model = build_model(config, model_checkpoint, device)
     frames, clip = config.data.frames, clip_level(config)

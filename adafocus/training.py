@@ -50,7 +50,7 @@ class StageTask(nn.Module, ABC):
 
 
 @dataclass(frozen=True)
-class Environment:
+class Runtime:
     """Where the loop runs: device, distributed rank and world size."""
 
     device: torch.device
@@ -82,11 +82,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def setup_environment(device: str) -> Environment:
+def setup_runtime(device: str) -> Runtime:
     """Join the torchrun process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return Environment(resolve_device(device))
+        return Runtime(resolve_device(device))
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device)
     if dev.type == "cuda":
@@ -94,7 +94,7 @@ def setup_environment(device: str) -> Environment:
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Environment(dev, rank, world)
+    return Runtime(dev, rank, world)
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -185,7 +185,7 @@ def stage_dropout(model: nn.Module, rate: float | None) -> Iterator[None]:
 
 
 def train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_set: Dataset, out: Path,
-                env: Environment, num_classes: int, seed: int, config: dict[str, Any],
+                runtime: Runtime, num_classes: int, seed: int, config: dict[str, Any],
                 collate=None, workers: int = 0, resume: bool = False, progress: bool = True,
                 name: str = "stage", batch_option: str | None = None) -> dict[str, float]:
     """Train ``task`` for ``stage.epochs`` epochs; write ``out/checkpoint.pt`` after every epoch.
@@ -201,50 +201,50 @@ def train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_set
     ``--<name>.batch_size`` for the pipeline's stages). Returns the last epoch's validation metrics.
     """
     with stage_dropout(task.model, stage.dropout):
-        return _train_stage(task, stage, train_set, val_set, out, env, num_classes, seed, config, collate, workers,
+        return _train_stage(task, stage, train_set, val_set, out, runtime, num_classes, seed, config, collate, workers,
                             resume, progress, name, batch_option)
 
 
 def _train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_set: Dataset, out: Path,
-                 env: Environment, num_classes: int, seed: int, config: dict[str, Any], collate, workers: int,
+                 runtime: Runtime, num_classes: int, seed: int, config: dict[str, Any], collate, workers: int,
                  resume: bool, progress: bool, name: str, batch_option: str | None) -> dict[str, float]:
     out = Path(out)
-    _check_batch_fits(train_set, stage.batch_size, env.world_size, batch_option or _batch_option(name))
-    task.to(env.device)
+    _check_batch_fits(train_set, stage.batch_size, runtime.world_size, batch_option or _batch_option(name))
+    task.to(runtime.device)
     groups = [g for g in task.param_groups(stage) if g["lr"] > 0]
     trained = {id(p) for g in groups for p in g["params"]}
     for p in task.parameters():
         p.requires_grad_(id(p) in trained)
     optimizer = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=stage.momentum, nesterov=True,
                                 weight_decay=stage.weight_decay)
-    batch_size = max(1, stage.batch_size // env.world_size)
-    train_sampler = DistributedSampler(train_set, env.world_size, env.rank, shuffle=True, seed=seed, drop_last=True)
-    val_sampler = DistributedSampler(val_set, env.world_size, env.rank, shuffle=False)
-    pin = env.device.type == "cuda"
+    batch_size = max(1, stage.batch_size // runtime.world_size)
+    train_sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=seed, drop_last=True)
+    val_sampler = DistributedSampler(val_set, runtime.world_size, runtime.rank, shuffle=False)
+    pin = runtime.device.type == "cuda"
     loader_args = dict(batch_size=batch_size, num_workers=workers, collate_fn=collate, pin_memory=pin,
                        persistent_workers=False)  # workers must see set_epoch()
     train_loader = DataLoader(train_set, sampler=train_sampler, drop_last=True, **loader_args)
     val_loader = DataLoader(val_set, sampler=val_sampler, **loader_args)
     steps = max(1, len(train_loader)) * stage.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    model = nn.parallel.DistributedDataParallel(task, find_unused_parameters=True) if env.world_size > 1 else task
+    model = nn.parallel.DistributedDataParallel(task, find_unused_parameters=True) if runtime.world_size > 1 else task
 
     start, metrics, ckpt_path = 0, {}, out / "checkpoint.pt"
     if resume and ckpt_path.is_file():
-        state = load(ckpt_path, env.device)
+        state = load(ckpt_path, runtime.device)
         check_architecture(state, config.get("model", {}), ckpt_path)
         task.load_state_dict(state["task"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, metrics = state["epoch"] + 1, state["metrics"]
-    writer = SummaryWriter(out / "tensorboard") if env.is_main else None
+    writer = SummaryWriter(out / "tensorboard") if runtime.is_main else None
     log_path = out / "log.csv"
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if env.device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    show = progress and env.is_main
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if runtime.device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    show = progress and runtime.is_main
     live = show and interactive()
     epochs = tqdm(range(start, stage.epochs), desc=name, disable=not live, initial=start, total=stage.epochs)
     for epoch in epochs:
-        torch.manual_seed(_epoch_seed(seed, epoch, env.rank))
+        torch.manual_seed(_epoch_seed(seed, epoch, runtime.rank))
         train_sampler.set_epoch(epoch)
         for ds in (train_set, val_set):
             if hasattr(ds, "set_epoch"):
@@ -253,9 +253,9 @@ def _train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_se
         began, total_loss, seen, skipped = time.time(), 0.0, 0, 0
         for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False, disable=not live):
             skipped += batch.pop("skipped", 0)
-            if not _all_have_batch("label" in batch, env):
+            if not _all_have_batch("label" in batch, runtime):
                 continue
-            batch = _to_device(batch, env.device)
+            batch = _to_device(batch, runtime.device)
             with amp:
                 loss, _, _ = model(batch)
             optimizer.zero_grad(set_to_none=True)
@@ -265,9 +265,9 @@ def _train_stage(task: StageTask, stage: StageConfig, train_set: Dataset, val_se
             total_loss += float(loss.detach()) * len(batch["label"])
             seen += len(batch["label"])
         metrics = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1),
-                   **evaluate_task(model, val_loader, env, num_classes, amp),
+                   **evaluate_task(model, val_loader, runtime, num_classes, amp),
                    "lr": scheduler.get_last_lr()[0], "seconds": time.time() - began, "skipped": skipped}
-        if env.is_main:
+        if runtime.is_main:
             save_atomic({"task": task.state_dict(), "model": task.model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "epoch": epoch, "config": config, "metrics": metrics},
                         ckpt_path)
@@ -301,20 +301,20 @@ def _check_batch_fits(train_set: Dataset, batch_size: int, world_size: int, opti
                      f"train: {fix}")
 
 
-def _all_have_batch(has_batch: bool, env: Environment) -> bool:
+def _all_have_batch(has_batch: bool, runtime: Runtime) -> bool:
     """Whether every rank has a batch this step (MIN all-reduce under DDP); alone, whether this one has.
 
     A rank that skipped a step on its own would leave the others blocked in the gradient all-reduce.
     """
-    if env.world_size == 1:
+    if runtime.world_size == 1:
         return has_batch
-    flag = torch.tensor([int(has_batch)], device=env.device)
+    flag = torch.tensor([int(has_batch)], device=runtime.device)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
 
 
 @torch.no_grad()
-def evaluate_task(model: nn.Module, loader: Iterable, env: Environment, num_classes: int, amp) -> dict[str, float]:
+def evaluate_task(model: nn.Module, loader: Iterable, runtime: Runtime, num_classes: int, amp) -> dict[str, float]:
     if isinstance(model, nn.parallel.DistributedDataParallel):
         # Evaluate the plain module: DDP's forward may broadcast buffers, a collective that hangs when a
         # rank has no valid batch to forward. Broadcasting rank 0's buffers here is what DDP would do.
@@ -324,12 +324,12 @@ def evaluate_task(model: nn.Module, loader: Iterable, env: Environment, num_clas
     model.eval()
     # Decided by the dataset, not by the batches, so that every rank agrees (one may see no valid batch).
     multi_label = getattr(getattr(loader, "dataset", None), "label_width", 0) > 0
-    metrics = Metrics(num_classes, env.device, env.world_size, multi_label)
+    metrics = Metrics(num_classes, runtime.device, runtime.world_size, multi_label)
     for batch in loader:
         batch.pop("skipped", 0)
         if "label" not in batch:
             continue
-        batch = _to_device(batch, env.device)
+        batch = _to_device(batch, runtime.device)
         with amp:
             _, logits, labels = model(batch)
         metrics.update(logits, labels, batch.get("all_labels"))

@@ -41,7 +41,7 @@ from adafocus.config import RunConfig, preset, to_dict
 from adafocus.data.synthetic import SyntheticConfig, generate
 from adafocus.models import build_model
 from adafocus.run_evaluation import evaluate_run
-from adafocus.training import setup_environment
+from adafocus.training import setup_runtime
 
 
 def parse_args() -> argparse.Namespace:
@@ -106,7 +106,7 @@ def main() -> None:
     init = out / "random_init.pt"
     began = time.perf_counter()
     config, syn = run_config(args)
-    device = setup_environment(config.device).device
+    device = setup_runtime(config.device).device
     m = config.model
     summary: dict = {"part": args.part, "preset": args.preset, "device": str(device),
                      "model": f"f_G {m.global_encoder.arch} at {m.global_size}, f_L {m.local_encoder.arch} on "

@@ -8,13 +8,14 @@ from .adafocus_env import AdaFocusEnv
 from .batched_vec_env import BatchedVecEnv
 from .boundary import check_actions, to_host
 from .clip_episodes import ClipEpisodes
-from .episodes import EnvConfig, FocusEpisodes, StepResult
+from .episodes import EnvConfig, FocusEpisodes, FocusStep
 from .frame_episodes import (FrameCosts, FrameEpisodes, FrameReader, JumpEpisodes, MultiAgentEpisodes,
                              SkipEpisodes)
 from .frame_vec_env import FrameEnv, FrameVecEnv
 from .reward import REWARDS, confidence, confidence_gain
 from .vec_env import AdaFocusVecEnv
 
-__all__ = ["AdaFocusEnv", "AdaFocusVecEnv", "BatchedVecEnv", "ClipEpisodes", "EnvConfig", "FocusEpisodes", "FrameCosts", "FrameEnv", "FrameEpisodes",
-           "FrameReader", "FrameVecEnv", "JumpEpisodes", "MultiAgentEpisodes", "REWARDS", "SkipEpisodes", "StepResult",
-           "check_actions", "confidence", "confidence_gain", "to_host"]
+__all__ = ["AdaFocusEnv", "AdaFocusVecEnv", "BatchedVecEnv", "ClipEpisodes", "EnvConfig", "FocusEpisodes",
+           "FocusStep", "FrameCosts", "FrameEnv", "FrameEpisodes", "FrameReader", "FrameVecEnv", "JumpEpisodes",
+           "MultiAgentEpisodes", "REWARDS", "SkipEpisodes", "check_actions", "confidence", "confidence_gain",
+           "to_host"]

@@ -16,7 +16,7 @@ from gymnasium import spaces
 from adafocus.backbones import ClipFocusModel, random_corners
 from adafocus.data.clips import ClipSet
 
-from .episodes import EnvConfig, EpisodeBatch, StepResult, continuous_corners
+from .episodes import EnvConfig, EpisodeBatch, FocusStep, continuous_corners
 from .reward import confidence
 
 
@@ -86,7 +86,7 @@ class ClipEpisodes(EpisodeBatch):
         return self.observation()
 
     @torch.no_grad()
-    def step(self, actions: torch.Tensor) -> StepResult:
+    def step(self, actions: torch.Tensor) -> FocusStep:
         """Focus every clip at its action's place; the episode ends here."""
         if self.t >= self.num_steps:
             raise RuntimeError("the episodes are over: call begin() first")
@@ -106,7 +106,7 @@ class ClipEpisodes(EpisodeBatch):
             logits = self.model.classify(global_logits, local)
             reward = confidence(logits, self.labels)
         self.t = 1
-        return StepResult(self.observation(), reward, logits, confidence(logits, self.labels), corners, local, True)
+        return FocusStep(self.observation(), reward, logits, confidence(logits, self.labels), corners, local, True)
 
     def replay_logits(self, local: list[torch.Tensor]) -> torch.Tensor:
         """f_C (with gradients) on the f_L features a rollout produced: [(N, T, D_L)] -> logits (N, 1, K)."""

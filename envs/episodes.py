@@ -74,8 +74,9 @@ def corner_actions(corners: torch.Tensor, config: EnvConfig, frame_shape: tuple[
 
 
 @dataclass
-class StepResult:
-    """What one step of N episodes produced, as tensors on the backbones' device."""
+class FocusStep:
+    """What one step of N focus episodes produced (one patch per episode), as tensors on the backbones'
+    device; a frame-selection step is :class:`~adafocus.envs.frame_episodes.FrameStep`."""
 
     observation: dict[str, torch.Tensor]
     reward: torch.Tensor  # (N,)
@@ -233,7 +234,7 @@ class FocusEpisodes(EpisodeBatch):
         return self.observation()
 
     @torch.no_grad()
-    def step(self, actions: torch.Tensor) -> StepResult:
+    def step(self, actions: torch.Tensor) -> FocusStep:
         """Advance all N episodes by one frame with the given actions (validated by the caller)."""
         if self.t >= self.num_frames:
             raise RuntimeError("the episodes are over: call begin() first")
@@ -257,7 +258,7 @@ class FocusEpisodes(EpisodeBatch):
         reward = confidence_gain(self.config.reward, conf, reference_conf, self.previous)
         self.previous = conf
         self.t += 1
-        return StepResult(self.observation(), reward, logits, conf, corners, local, self.t >= self.num_frames)
+        return FocusStep(self.observation(), reward, logits, conf, corners, local, self.t >= self.num_frames)
 
     def replay_logits(self, local: list[torch.Tensor]) -> torch.Tensor:
         """f_C (with gradients) over the f_L features a rollout produced, [(N, D_L)] * T -> logits (N, T, K):

@@ -18,7 +18,7 @@ from adafocus.backbones.selectors import gumbel_choice
 from adafocus.baselines import (EFFICIENCY_WEIGHTS, BaselineConfig, build_selector, evaluate_selector, train_selector,
                                 with_preset_defaults)
 from adafocus.config import preset
-from adafocus.training import Environment
+from adafocus.training import Runtime
 
 RESOLUTIONS = (64, 48, 32, 24)
 K = 2
@@ -164,7 +164,7 @@ def test_training_through_the_shared_loop_changes_only_the_selector(model, tmp_p
     policy = selector.policy_out.weight.clone()
     feats = {s: (selector.frozen_features(c.frames), c.labels) for s, c in (("train", train), ("val", val))}
     metrics = train_selector(selector, feats["train"], feats["val"], tmp_path / "arnet", config, run,
-                             Environment(torch.device("cpu")), progress=False)
+                             Runtime(torch.device("cpu")), progress=False)
     assert 0.0 <= metrics["top1"] <= 1.0 and (tmp_path / "arnet" / "checkpoint.pt").is_file()
     assert not torch.equal(policy, selector.policy_out.weight)
     assert all(torch.equal(backbone[k], v) for k, v in selector.backbones.state_dict().items())
@@ -176,7 +176,7 @@ def test_training_through_the_shared_loop_changes_only_the_selector(model, tmp_p
     for s in (first, again):
         torch.manual_seed(3)
         train_selector(s, feats["train"], feats["val"], tmp_path / "arnet", config, run,
-                       Environment(torch.device("cpu")), progress=False)
+                       Runtime(torch.device("cpu")), progress=False)
     assert torch.equal(again.policy_out.weight, first.policy_out.weight)
     assert len((tmp_path / "arnet" / "log.csv").read_text().splitlines()) == 2  # header + one epoch
     result, usage = evaluate_selector(selector.eval(), val)

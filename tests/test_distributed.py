@@ -21,7 +21,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import Dataset
 
 from adafocus.config import StageConfig
-from adafocus.training import Environment, StageTask, train_stage
+from adafocus.training import Runtime, StageTask, train_stage
 
 WORLD = 2
 DEADLINE_S = 120  # generous for a loaded 2-core box (a run takes ~15 s); a hang otherwise blocks forever
@@ -143,7 +143,7 @@ def _corrupt_batch_worker(rank: int, store: str, out: str) -> None:
     stage = StageConfig(epochs=EPOCHS, lr_classifier=0.1, batch_size=BATCH)
     try:
         metrics = train_stage(task, stage, _FlakySet(TRAIN_VIDEOS, train_corrupt), _FlakySet(8, val_corrupt),
-                              Path(out) / "run", Environment(torch.device("cpu"), rank, WORLD), num_classes=3,
+                              Path(out) / "run", Runtime(torch.device("cpu"), rank, WORLD), num_classes=3,
                               seed=0, config={}, collate=collate_videos, progress=False, name="stage1")
     finally:
         handle.remove()

@@ -23,7 +23,7 @@ from adafocus.data.dataset import VideoDataset, collate_videos, load_clips
 from adafocus.data.lists import read_video_list
 from adafocus.data.records import VideoDataError
 from adafocus.evaluation import Rollout, RolloutStats, mean_average_precision, summarize
-from adafocus.training import Environment, Metrics, evaluate_task
+from adafocus.training import Runtime, Metrics, evaluate_task
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 W, H = 32, 24
@@ -220,7 +220,7 @@ def test_training_validation_map_uses_every_label_when_the_data_has_them() -> No
         def forward(self, batch: dict[str, torch.Tensor]):
             return torch.zeros(()), batch["logits"], batch["label"]
 
-    got = evaluate_task(Replay(), DataLoader(Items(), batch_size=2), Environment(torch.device("cpu")), 4,
+    got = evaluate_task(Replay(), DataLoader(Items(), batch_size=2), Runtime(torch.device("cpu")), 4,
                         torch.autocast("cpu", enabled=False))
     assert got["mAP"] == pytest.approx(naive_map(LOGITS.softmax(-1), positives))
 

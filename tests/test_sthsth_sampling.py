@@ -24,7 +24,7 @@ from adafocus.data.transforms import video_transform
 from adafocus.envs import ClipEpisodes, EnvConfig
 from adafocus.run_data import data_paths, video_dataset
 from adafocus.stages import ClipPatchTask
-from adafocus.training import Environment, stage_dropout, train_stage
+from adafocus.training import Runtime, stage_dropout, train_stage
 
 from conftest import random_clips
 from test_tsm import tiny_clip_config
@@ -268,7 +268,7 @@ def test_each_stage_trains_with_its_own_dropout_and_hands_the_model_back(tmp_pat
     model = ClipFocusModel(replace(tiny_clip_config(), dropout=0.2))
     assert rates(model) == [0.2, 0.2, 0.2]  # f_C's, f_G's head's and f_L's full-frame head's
     data = _Clips(model.glance_frames + 2)
-    env = Environment(torch.device("cpu"))
+    env = Runtime(torch.device("cpu"))
     stage = StageConfig(epochs=1, lr_local=0.01, lr_classifier=0.01, batch_size=2, patches="center")
 
     def run(task: _Probe, dropout: float | None, out: str) -> None:
