@@ -17,12 +17,43 @@ from .episodes import EpisodeBatch
 class AdaFocusEnv(gym.Env):
     """Video recognition as an MDP: observe f_G's features of frame t, place a patch, earn a confidence gain.
 
-    Each reset takes the next video of ``source`` (default: the videos loaded in ``episodes``, in epoch
-    order from ``seed``).
+    ## Description
+    One episode is one video of T frames. At step t the policy pi sees the glance of frame t (f_G's
+    features of the whole frame at low resolution) and places a P x P patch; f_L reads the patch at full
+    resolution and the recurrent classifier f_C updates its prediction. The episode is the paper's
+    (Wang et al., ICCV 2021), with the backbones frozen as in its stage II.
 
-    ``info`` carries the prediction, its confidence, the patch box (x0, y0, x1, y1) and the GFLOPs spent so
-    far. ``render_mode="rgb_array"`` draws the current frame with the patch (yellow) and, on synthetic
-    data, the target (green).
+    ## Action Space
+    ``EnvConfig.action = "grid"``: ``Discrete(grid**2)``, patch top-left corners on a grid x grid lattice of
+    the frame (the authors' 7 x 7). ``"continuous"``: ``Box(-1, 1, (2,))``, the patch centre over the frame
+    (``continuous="centre"``, the patch clamped inside) or its top-left corner as a fraction of S - P
+    (``continuous="corner"``, the authors' continuous pi); values outside [-1, 1] are clipped, NaN or
+    wrongly shaped actions raise ValueError.
+
+    ## Observation Space
+    A ``Dict``: ``glance`` (C, h, w) f_G's map of frame t (1280 x 7 x 7 in the paper), ``progress`` (1,) t / T,
+    and with ``observe_memory`` ``memory`` (H,) f_C's recurrent state h_{t-1} in [-1, 1].
+
+    ## Rewards
+    A gain in f_C's confidence c_t on the true class (:mod:`adafocus.envs.reward`): ``vs_random`` (default)
+    c_t(chosen patch) - c_t(a random patch through the same f_C state), ``prev`` c_t - c_{t-1}, or ``conf`` c_t.
+
+    ## Starting State
+    ``reset`` takes the next video of ``source`` (default: the videos loaded in ``episodes``, in epoch order
+    from ``seed``); f_G runs on it once, and f_C's state starts at zero.
+
+    ## Episode End
+    Terminated after T steps, one per frame (the video ended); never truncated.
+
+    ## Arguments
+    ``episodes`` (the batched core, e.g. :class:`FocusEpisodes` with its :class:`EnvConfig`),
+    ``render_mode`` (None or ``"rgb_array"``: the current frame with the patch in yellow and, on synthetic
+    data, the target in green), ``source`` and ``seed``. ``info`` carries the prediction, its confidence,
+    the patch box (x0, y0, x1, y1), the GFLOPs spent so far, the video's index and its label.
+    Registered as ``gymnasium.make("adafocus:AdaFocus-v0")`` on the embedded synthetic benchmark.
+
+    ## Version History
+    * v0: the initial version.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}

@@ -21,25 +21,24 @@ from .reward import REWARDS, confidence, confidence_gain
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """How the episode is presented to a policy.
-
-    action: ``grid`` = Discrete(grid^2) patch corners on a grid x grid lattice (the paper's ActivityNet
-        code, 7x7); ``continuous`` = Box([-1, 1]^2) (the paper's Something-Something code; what SAC and TD3
-        need). Continuous actions outside [-1, 1] are clipped.
-    continuous: what a continuous action places: ``centre`` = the patch centre over the whole frame, the
-        patch clamped inside it; ``corner`` = the top-left corner as a fraction of its range S - P, as the
-        authors' continuous pi does (no action pushes the patch against a border).
-    reward: ``vs_random`` (default), ``prev`` or ``conf`` (see :mod:`adafocus.envs.reward`).
-    observe_memory: add f_C's recurrent state h_{t-1} to the observation. The paper's pi carries its own
-        GRU; here the history lives in f_C's state, which the policy reads, so any SB3 algorithm (not only
-        recurrent ones) sees a Markov observation.
-    """
+    """How the episode is presented to a policy (the Action and Observation sections of
+    :class:`~adafocus.envs.AdaFocusEnv`)."""
 
     action: Literal["grid", "continuous"] = "grid"
+    """``grid``: Discrete(grid^2) patch corners on a grid x grid lattice (the authors' ActivityNet code, 7 x 7);
+    ``continuous``: Box([-1, 1]^2) (their Something-Something code; what SAC and TD3 need), values outside
+    [-1, 1] clipped"""
     continuous: Literal["centre", "corner"] = "centre"
+    """what a continuous action places: ``centre`` the patch centre over the whole frame, the patch clamped
+    inside it; ``corner`` the top-left corner as a fraction of its range S - P, as the authors' continuous pi
+    (no action pushes the patch against a border)"""
     grid: int = 7
+    """the lattice of ``grid`` actions: grid x grid corners"""
     reward: str = "vs_random"
+    """``vs_random``, ``prev`` or ``conf`` (:mod:`adafocus.envs.reward`)"""
     observe_memory: bool = True
+    """add f_C's recurrent state h_{t-1} to the observation: the history any SB3 algorithm then sees as a
+    Markov observation (the paper's pi carries its own GRU instead: ``gru_ppo``, ``paper_ppo``)"""
 
     def __post_init__(self) -> None:
         if self.action not in ("grid", "continuous"):
