@@ -26,7 +26,7 @@ from .cli import print_frame_table
 from .evaluation import PolicyResult, early_exit_curve, rollout, summarize
 from .frame_training import FrameConfig, frame_reader, load_frame_policy, load_run, policy_name, train_frame_policy
 from .plotting import plot_frame_budget
-from .run_data import clip_set, data_paths
+from .run_data import clip_set, data_paths, with_val_videos
 from .training import setup_runtime
 
 
@@ -123,9 +123,7 @@ def evaluate_frame_policies(run: Path, policies: list[Path], k: int | None = Non
     loaded = load_run(run, device)
     config = loaded.config
     if val_videos is not None:
-        if config.data.train_list is not None:
-            raise ValueError("val_videos applies to the synthetic benchmark only (this run reads a video list)")
-        config = replace(config, data=replace(config.data, synthetic=replace(config.data.synthetic, val_videos=val_videos)))
+        config = with_val_videos(config, val_videos)
     clips = clip_set(config, data_paths(config, progress), split, progress)
     reader = frame_reader(loaded.model, clips, loaded.env_config, loaded.focus, device)
     labels, t = reader.episodes.clips.labels, reader.num_frames

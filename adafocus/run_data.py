@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,6 +25,15 @@ class DataPaths:
     val_list: Path
     data_root: Path | None
     annotation_root: Path | None
+
+
+def with_val_videos(config: RunConfig, val_videos: int) -> RunConfig:
+    """``config`` with a synthetic validation split of ``val_videos`` videos from the same generator (each
+    video is generated from its own seed, so the training split is unchanged): a smaller standard error of
+    top-1 (about 4 points at 128 videos, 1.5 at 1024). ValueError for a run that reads a video list."""
+    if config.data.train_list is not None:
+        raise ValueError("--val-videos applies to the synthetic benchmark only (this run reads a video list)")
+    return replace(config, data=replace(config.data, synthetic=replace(config.data.synthetic, val_videos=val_videos)))
 
 
 def data_paths(config: RunConfig, progress: bool = True) -> DataPaths:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from adafocus.baselines import BaselineConfig, compare, with_preset_defaults
 from adafocus.cli import add_debug_option, print_results, run_script
+from adafocus.run_data import with_val_videos
 from adafocus.run_evaluation import evaluate_run, write_report
 from adafocus.run_folder import open_run
 
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", help="model checkpoint (default: the run's stage III, else stage I)")
     parser.add_argument("--policy", help="learned policy (default: <run>/policy/policy.zip when present)")
     parser.add_argument("--val-list", help="evaluate on another list (same format and classes)")
+    parser.add_argument("--val-videos", type=int,
+                        help="synthetic runs: evaluate on a validation split of this many videos from the same generator "
+                             "(a smaller standard error than the run's own split)")
     parser.add_argument("--split", default="val", choices=["train", "val"])
     parser.add_argument("--device", help="override the run's device (auto, cpu, cuda)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -37,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     config = run.config
     if args.val_list:
         config = replace(config, data=replace(config.data, val_list=args.val_list))
+    if args.val_videos:
+        config = with_val_videos(config, args.val_videos)
     if args.device:
         config = replace(config, device=args.device)
     out = Path(args.out) if args.out else Path(args.run) / "evaluation"

@@ -192,3 +192,25 @@ def test_concurrent_generations_of_one_root_both_succeed(tmp_path):
     assert results[0] == results[1]
     _assert_complete(generate(TINY, root=root, progress=False))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]  # the loser's copy was discarded
+
+
+def test_a_larger_validation_split_keeps_the_training_split(tmp_path):
+    """evaluate.py --val-videos: another validation size regenerates the benchmark with the same training
+    videos (each split from its own seeded stream); a run on a video list is refused."""
+    from dataclasses import replace as change
+
+    from adafocus.config import preset
+    from adafocus.run_data import with_val_videos
+
+    small = SyntheticConfig(num_classes=4, train_videos=4, val_videos=2, video_frames=4, frame_size=32, tile_size=8)
+    config = change(preset("synthetic"), data=change(preset("synthetic").data, synthetic=small))
+    larger = with_val_videos(config, 6).data.synthetic
+    assert larger == change(small, val_videos=6)
+    a, b = generate(small, tmp_path / "a", progress=False), generate(larger, tmp_path / "b", progress=False)
+    assert a.train_list.read_text() == b.train_list.read_text()
+    assert len(b.val_list.read_text().splitlines()) == 6
+    for line in a.train_list.read_text().splitlines():
+        path = line.split()[0]
+        assert (a.root / path).read_bytes() == (b.root / path).read_bytes()
+    with pytest.raises(ValueError, match="synthetic benchmark only"):
+        with_val_videos(change(config, data=change(config.data, train_list="train.txt")), 6)
