@@ -21,26 +21,23 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """Which torchvision network an encoder is, and where its weights come from.
-
-    arch: any torchvision classification model name (``torchvision.models.list_models``).
-    weights: None (random init), ``"imagenet"`` (torchvision's default ImageNet weights, read from
-        the local torch hub cache; nothing is downloaded), a weight-enum name such as
-        ``"IMAGENET1K_V1"``, or a path to a state dict of the full torchvision model.
-    blocks: keep only the first ``blocks`` modules of the convolutional trunk (None keeps all).
-        A shallower trunk has a finer feature map: the CPU preset uses it so that a small f_G
-        input still yields a spatial map the policy can read.
-    shift: fraction of channels shifted each way in time in every residual block (TSM, Section 4.2; the
-        TSM paper's 1/8); 0 is a plain 2D network. A shifting encoder sees clips: its inputs are
-        (B * T, 3, S, S) with T given to ``forward_map`` / ``forward``.
-    shift_placement: ``residual`` (inside the residual branch, TSM's default) or ``block`` (in place).
-    """
+    """Which torchvision network an encoder is, and where its weights come from."""
 
     arch: str = "mobilenet_v2"
+    """any torchvision classification model name (``torchvision.models.list_models``)"""
     weights: str | None = None
+    """None (random init), ``"imagenet"`` (torchvision's default ImageNet weights, read from the local torch hub
+    cache; nothing is downloaded), a weight-enum name such as ``"IMAGENET1K_V1"``, or a path to a state dict of
+    the full torchvision model"""
     blocks: int | None = None
+    """keep only the first ``blocks`` modules of the convolutional trunk (None keeps all): a shallower trunk has a
+    finer feature map, so a small f_G input still yields a spatial map the policy can read (the CPU preset)"""
     shift: float = 0.0
+    """fraction of channels shifted each way in time in every residual block (TSM, Section 4.2; TSM's 1/8); 0 is
+    a plain 2D network. A shifting encoder sees clips: inputs (B * T, 3, S, S) with T given to ``forward_map`` /
+    ``forward``"""
     shift_placement: str = "residual"
+    """``residual`` (inside the residual branch, TSM's default) or ``block`` (in place)"""
 
 
 def _trunk(model: nn.Module, arch: str) -> nn.Sequential:

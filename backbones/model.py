@@ -17,14 +17,23 @@ class ModelConfig:
     """Shape of an AdaFocus network. Defaults are the paper's Section 4.1 setting (ActivityNet)."""
 
     global_encoder: EncoderSpec = field(default_factory=lambda: EncoderSpec("mobilenet_v2", "imagenet"))
+    """f_G: the cheap network on the whole frame (the paper: MobileNet-V2)"""
     local_encoder: EncoderSpec = field(default_factory=lambda: EncoderSpec("resnet50", "imagenet"))
+    """f_L: the expensive network on the patch (the paper: ResNet-50)"""
     num_classes: int = 200
-    frame_size: int = 224  # frames reach the model at frame_size x frame_size
-    global_size: int = 224  # f_G's input side (the whole frame, resized)
-    patch_size: int = 128  # P: f_L's input side, cropped at full resolution
-    hidden_size: int = 1024  # f_C's GRU width (per-frame AdaFocus only)
+    """classes of the dataset"""
+    frame_size: int = 224
+    """frames reach the model at frame_size x frame_size"""
+    global_size: int = 224
+    """f_G's input side (the whole frame, resized)"""
+    patch_size: int = 128
+    """P: f_L's input side, cropped at full resolution"""
+    hidden_size: int = 1024
+    """f_C's GRU width (per-frame AdaFocus only)"""
     dropout: float = 0.8
-    glance_frames: int | None = None  # None: per-frame AdaFocus (Section 4.1); n: clip-level (Section 4.2), f_G on n frames
+    """dropout before every classification head"""
+    glance_frames: int | None = None
+    """None: per-frame AdaFocus (Section 4.1); n: clip-level AdaFocus (Section 4.2), f_G on n frames"""
 
 
 def _head(in_features: int, config: ModelConfig) -> nn.Sequential:

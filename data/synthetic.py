@@ -51,21 +51,37 @@ class SyntheticConfig:
     """Size and difficulty of the synthetic benchmark (defaults sized for a 2-core CPU)."""
 
     num_classes: int = 10
+    """classes (even: classes 2k and 2k+1 share a texture's modulation)"""
     train_videos: int = 512
+    """videos of the training split"""
     val_videos: int = 128
+    """videos of the validation split"""
     video_frames: int = 16
+    """frames per video"""
     frame_size: int = 112
+    """frame side in pixels"""
     tile_size: int = 24
+    """side of the target and distractor tiles"""
     ring_width: int = 2
+    """width of the tinted ring that makes a tile findable at low resolution"""
     distractors: int = 2
-    contrast: float = 0.4  # amplitude of the grating around mid-grey (before the tint)
-    speed: float = 2.5  # pixels per frame
+    """look-alike tiles carrying other classes' textures"""
+    contrast: float = 0.4
+    """amplitude of the grating around mid-grey (before the tint)"""
+    speed: float = 2.5
+    """tile speed in pixels per frame"""
     fps: int = 8
-    crf: int = 10  # x264 quality: low enough that the period-2 detail survives compression
-    readable_frames: int = 0  # 0: every frame shows the class; k > 0: only k frames (aligned pairs) do
-    unreadable: str = "flat"  # the target in the other frames: "flat" (visible, no texture) or "absent"
-    drift: bool = False  # the class is (texture, drift direction of its pattern): motion decides
+    """frame rate of the encoded videos"""
+    crf: int = 10
+    """x264 quality: low enough that the period-2 detail survives compression"""
+    readable_frames: int = 0
+    """0: every frame shows the class; k > 0: only k frames (aligned pairs) do"""
+    unreadable: str = "flat"
+    """the target in the other frames: "flat" (visible, no texture) or "absent" (not drawn)"""
+    drift: bool = False
+    """the class is (texture, drift direction of its pattern): motion decides"""
     seed: int = 0
+    """seed of the generator (each split from its own stream)"""
 
     def __post_init__(self) -> None:
         if self.num_classes < 2 or self.num_classes % 2:
