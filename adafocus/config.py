@@ -139,7 +139,8 @@ def _sthsth() -> RunConfig:
 
     f_G TSM-MobileNet-V2 on 8 glance frames, f_L TSM-ResNet-50 on 12 patches of P = 144 at one place per clip
     ("8+12"), f_C linear; the warm-up trains both as TSM models on whole frames (the TSM recipe: 50 epochs,
-    lr 0.01); pi continuous (one Gaussian patch centre per clip); no horizontal flip (it changes these
+    lr 0.01); pi continuous as the authors parameterise it (one patch per clip: its top-left corner as a
+    fraction of S - P, a sigmoid mean with a fixed std of 0.25, samples clipped); no horizontal flip (it changes these
     datasets' labels); the V1 annotation files (``--data.list_format sthv2`` for V2). The TSM+ baseline is the
     same run's ``tsm_plus`` stage (on stage I's settings).
 
@@ -164,8 +165,8 @@ def _sthsth() -> RunConfig:
                    warmup=StageConfig(epochs=50, lr_global=0.01, lr_local=0.01, lr_classifier=0.01),
                    stage1=replace(base.stage1, epochs=10, lr_local=1e-5, lr_classifier=0.01, dropout=0.5),
                    stage3=replace(base.stage3, lr_local=0.0, lr_classifier=5e-4, batch_size=32, dropout=0.0),
-                   env=replace(base.env, action="continuous"),
-                   policy=replace(base.policy, conv_channels=64))  # their continuous pi's encoder: 64 channels
+                   env=replace(base.env, action="continuous", continuous="corner"),
+                   policy=replace(base.policy, conv_channels=64, action_std=0.25))  # their continuous pi: 64 channels
 
 
 def _jester() -> RunConfig:
@@ -222,24 +223,24 @@ def _synthetic_tsm() -> RunConfig:
     """Section 4.2 on the CPU: clip-level AdaFocus with TSM backbones on the synthetic motion variant.
 
     The class is (texture, drift direction), so f_L must compare frames; the target drifts slowly (1 px per
-    frame), so one 48 x 48 patch per clip can hold it. "4+8" frames (f_G on 4, f_L on 8 patches; as in
-    ``sthsth``, two independent TSN samplings of the 16 frames), the ``synthetic`` backbones with 1/8 of the
-    channels shifted each way, no flip (it reverses directions).
-    As in ``synthetic``, f_G keeps its random initialisation (see there), so f_G's head is untrained and its
-    averaged logits are a near-constant bias in f_C. Stage I places the patch on the annotated target
-    (``oracle``): with random patches it stayed at chance (0.10 to 0.14 validation top-1 over its first 6
-    of 8 epochs, measured); pi is still learned by PPO in stage II.
+    frame), so one 48 x 48 patch per clip can hold it, and four distractors make the whole frame harder to
+    read than the target's patch. "4+8" frames (f_G on 4, f_L on 8 patches; as in ``sthsth``, two
+    independent TSN samplings of the 16 frames), the ``synthetic`` backbones with 1/8 of the channels shifted
+    each way, no flip (it reverses directions). pi is the authors' continuous pi (``paper_ppo``, the corner
+    as a fraction of S - P, fixed std 0.25), which learned where SB3's Gaussian over centres did not (README).
+    As in ``synthetic``, f_G keeps its random initialisation, so f_G's head is untrained and its averaged
+    logits are a near-constant bias in f_C. Stage I places the patch on the annotated target (``oracle``):
+    with random patches it stays at chance; pi is still learned in stage II.
     """
     base = _synthetic()
-    syn = replace(base.data.synthetic, drift=True, speed=1.0)
+    syn = replace(base.data.synthetic, drift=True, speed=1.0, distractors=4)
     tsm = 1 / 8
     model = replace(base.model, global_encoder=replace(base.model.global_encoder, shift=tsm),
                     local_encoder=replace(base.model.local_encoder, shift=tsm), patch_size=48, glance_frames=4)
     return replace(base, preset="synthetic_tsm", model=model, data=replace(base.data, synthetic=syn),
-                   warmup=replace(base.warmup, lr_local=0.05, lr_classifier=0.05),  # as measured
                    stage1=replace(base.stage1, epochs=8, patches="oracle"),
-                   env=EnvConfig(action="continuous", observe_memory=False),
-                   policy=replace(base.policy, epochs=16))
+                   env=EnvConfig(action="continuous", continuous="corner", observe_memory=False),
+                   policy=replace(base.policy, algo="paper_ppo", action_std=0.25, epochs=16))
 
 
 PRESETS = {"synthetic": _synthetic, "synthetic_temporal": _synthetic_temporal, "synthetic_tsm": _synthetic_tsm,
