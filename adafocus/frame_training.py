@@ -18,7 +18,7 @@ import torch
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
-from adafocus.agents import FocusAgent, load_algorithm, policy_gmacs, save_agent
+from adafocus.agents import FocusAgent, load_algorithm, log_interval, policy_gmacs, save_agent
 from adafocus.agents.frames import FrameAgent, make_frame_algorithm
 from adafocus.backbones import AdaFocusModel, step_cost
 from adafocus.data.clips import ClipSet
@@ -167,7 +167,7 @@ def train_frame_policy(kind: str, run: Path, out: Path, settings: FrameConfig, p
     steps = settings.total_timesteps or int(settings.epochs * source.order.size * steps_per_episode)
     began = time.perf_counter()
     bar, logs = sb3_progress(progress, f"stage II' {kind}", steps, source.order.size * steps_per_episode)
-    algo.learn(steps, callback=logs, progress_bar=bar)
+    algo.learn(steps, callback=logs, log_interval=log_interval(algo), progress_bar=bar)
     source.close()
     meta = {"kind": kind, "run": str(run), "settings": asdict(settings), "timesteps": steps,
             "seconds": time.perf_counter() - began}

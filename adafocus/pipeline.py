@@ -16,7 +16,7 @@ import torch
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
-from adafocus.agents import action_kind, make_algorithm, restore_algorithm, save_agent
+from adafocus.agents import action_kind, log_interval, make_algorithm, restore_algorithm, save_agent
 from adafocus.data.dataset import collate_videos
 from adafocus.envs import AdaFocusVecEnv
 
@@ -150,7 +150,8 @@ def run_policy(config: RunConfig, out: Path, model_checkpoint: Path, resume: boo
     bar, logs = sb3_progress(progress, "stage II", steps, videos * episodes.num_steps)
     timer = ResumeCheckpoint(ckpt, config.policy.checkpoint_every, source, vec, float((state or {}).get("seconds", 0.0)))
     callbacks = [TrainAccuracy(), timer, *logs]
-    algo.learn(max(steps - done, 0), callback=callbacks, progress_bar=bar, reset_num_timesteps=state is None)
+    algo.learn(max(steps - done, 0), callback=callbacks, log_interval=log_interval(algo), progress_bar=bar,
+               reset_num_timesteps=state is None)
     source.close()
     save_agent(algo, path, {**to_dict(config), "env": to_dict(env_config)})
     # stage.json also notes what training took (not compared): env steps and wall-clock seconds of learn()

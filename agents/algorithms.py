@@ -120,6 +120,12 @@ def make_algorithm(algo: str, env: VecEnv, policy: PolicyConfig, num_frames: int
     return cls(_policy_name(cls), env, policy_kwargs=policy_kwargs, **kwargs)
 
 
+def log_interval(algo: BaseAlgorithm) -> int:
+    """``learn``'s ``log_interval`` that logs every on-policy update (A2C's default of 100 updates would leave a
+    stage II of 128 updates with one row of progress) and SB3's 4 episodes for off-policy algorithms."""
+    return 1 if isinstance(algo, OnPolicyAlgorithm) else 4
+
+
 def _policy_name(cls: type[BaseAlgorithm]) -> str:
     return "MultiInputLstmPolicy" if "MultiInputLstmPolicy" in getattr(cls, "policy_aliases", {}) else "MultiInputPolicy"
 

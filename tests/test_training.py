@@ -77,6 +77,18 @@ def test_stage3_and_evaluation_under_a_learned_policy(tiny_config, tmp_path):
     assert rows["global_only"]["gflops_per_video"] < rows["random"]["gflops_per_video"] < rows["full_frame"]["gflops_per_video"]
 
 
+def test_stage2_logs_every_on_policy_update(tiny_config, tmp_path):
+    """A2C logs once per 100 updates by default: stage II asks for every update, so its learning curve (the
+    comparison's reward figure) has one row per update as PPO's has."""
+    stage1 = run_supervised(tiny_config, "stage1", tmp_path, progress=False)
+    config = replace(tiny_config, policy=replace(tiny_config.policy, algo="a2c"))
+    run_policy(config, tmp_path, stage1, progress=False)
+    policy = config.policy
+    updates = policy.total_timesteps // (policy.videos_per_update * config.data.frames)
+    rows = (tmp_path / "policy" / "progress.csv").read_text().strip().splitlines()[1:]
+    assert updates > 1 and len(rows) == updates
+
+
 class _Killed(Exception):
     pass
 
