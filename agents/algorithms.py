@@ -1,7 +1,6 @@
-"""Stage II's RL algorithms: stable-baselines3 (and sb3-contrib) by name, behind the FocusAgent interface."""
+"""Stage II's RL algorithms built, saved and loaded (safely), behind the FocusAgent interface."""
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
@@ -25,61 +24,7 @@ from .config import PolicyConfig
 from .defaults import ENV_ID, algorithm_arguments, parse_overrides, ppo_family
 from .extractor import GlanceExtractor
 from .recurrent import GRUPPO
-
-ALGORITHMS: dict[str, str] = {
-    "ppo": "stable_baselines3:PPO",
-    "paper_ppo": "adafocus.agents.paper_ppo:PaperPPO",  # the paper's pi (own GRU) and the authors' PPO update
-    "gru_ppo": "adafocus.agents.recurrent:GRUPPO",  # the paper's pi (own GRU), SB3's PPO update
-    "a2c": "stable_baselines3:A2C",
-    "sac": "stable_baselines3:SAC",
-    "td3": "stable_baselines3:TD3",
-    "dqn": "stable_baselines3:DQN",
-    "qrdqn": "sb3_contrib:QRDQN",
-    "recurrent_ppo": "sb3_contrib:RecurrentPPO",
-}
-CONTINUOUS_ONLY = {"sac", "td3", "ddpg"}  # SB3 gives them Box action spaces only
-DISCRETE_ONLY = {"dqn", "qrdqn"}
-
-
-def resolve_algorithm(name: str) -> type[BaseAlgorithm]:
-    """``ppo``, ``sac``, ... or any SB3-compatible class as ``package.module:Class``."""
-    target = ALGORITHMS.get(name.lower(), name)
-    if ":" not in target:
-        raise ValueError(f"unknown algorithm {name!r}: use one of {sorted(ALGORITHMS)} or 'package.module:Class'")
-    module, _, cls = target.partition(":")
-    try:
-        algo = getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"algorithm {name!r}: cannot import {target} ({error})") from error
-    if not (isinstance(algo, type) and issubclass(algo, BaseAlgorithm)):
-        raise ValueError(f"algorithm {name!r}: {target} is not a stable-baselines3 algorithm class")
-    return algo
-
-
-def action_kind(algo: str, requested: str | None = None) -> str:
-    """The action space an algorithm can use: the grid unless it only handles continuous actions."""
-    name = algo.lower()
-    if continuous_only(algo):
-        if requested == "grid":
-            raise ValueError(f"{algo} needs continuous actions: use --env.action continuous")
-        return "continuous"
-    if name in DISCRETE_ONLY and requested == "continuous":
-        raise ValueError(f"{algo} needs discrete actions: use --env.action grid")
-    return requested or "grid"
-
-
-def base_policy_kwargs(cls: type[BaseAlgorithm]) -> dict[str, Any]:
-    """The project's policy kwargs besides pi's extractor: feed-forward on-policy algorithms put their actor
-    and critic heads straight on pi's features (the paper's pi has no hidden layer after its encoder)."""
-    if issubclass(cls, OnPolicyAlgorithm) and "Lstm" not in _policy_name(cls):
-        return {"net_arch": []}
-    return {}
-
-
-def continuous_only(algo: str) -> bool:
-    """An algorithm that SB3 builds for Box action spaces only (SAC, TD3, DDPG)."""
-    return algo.lower() in CONTINUOUS_ONLY or algo.rsplit(":", 1)[-1].lower() in CONTINUOUS_ONLY
-
+from .registry import base_policy_kwargs, continuous_only, policy_name, resolve_algorithm
 
 def make_algorithm(algo: str, env: VecEnv, policy: PolicyConfig, num_frames: int, seed: int = 0,
                    device: str | torch.device = "auto", tensorboard_log: str | None = None, *,
@@ -117,17 +62,13 @@ def make_algorithm(algo: str, env: VecEnv, policy: PolicyConfig, num_frames: int
         if ppo_family(cls):  # PaperPPO and GRUPPO too, whose constructors take PPO's arguments as **kwargs
             kwargs.update(batch_size=max(1, n_steps * env.num_envs // policy.minibatches), n_epochs=policy.n_epochs,
                           clip_range=policy.clip_range)
-    return cls(_policy_name(cls), env, policy_kwargs=policy_kwargs, **kwargs)
+    return cls(policy_name(cls), env, policy_kwargs=policy_kwargs, **kwargs)
 
 
 def log_interval(algo: BaseAlgorithm) -> int:
     """``learn``'s ``log_interval`` that logs every on-policy update (A2C's default of 100 updates would leave a
     stage II of 128 updates with one row of progress) and SB3's 4 episodes for off-policy algorithms."""
     return 1 if isinstance(algo, OnPolicyAlgorithm) else 4
-
-
-def _policy_name(cls: type[BaseAlgorithm]) -> str:
-    return "MultiInputLstmPolicy" if "MultiInputLstmPolicy" in getattr(cls, "policy_aliases", {}) else "MultiInputPolicy"
 
 
 class SB3Agent(FocusAgent):

@@ -43,6 +43,8 @@ from stable_baselines3.common.noise import (NormalActionNoise, OrnsteinUhlenbeck
                                             VectorizedActionNoise)
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
+from .registry import base_policy_kwargs, resolve_algorithm
+
 ENV_ID = "AdaFocus-v0"
 HYPERPARAMS = Path(__file__).with_name("hyperparams")
 # read by RL Zoo's experiment manager, not by the algorithm (an AdaFocus run takes them from its config)
@@ -194,12 +196,10 @@ def algorithm_arguments(algo: str, cls: type[BaseAlgorithm], env: Any, overrides
 def recorded_defaults(algo: str) -> dict[str, Any]:
     """What stage II's record holds of the file: ``{"policy.defaults.<key>": value}`` for each value that
     differs from what the algorithm would do without the file (SB3's default, or the project's architecture
-    of :func:`~adafocus.agents.algorithms.base_policy_kwargs`); --policy.hyperparams is a recorded config field.
+    of :func:`~adafocus.agents.registry.base_policy_kwargs`); --policy.hyperparams is a recorded config field.
 
     Values equal to those defaults change nothing, so a stage II trained before its algorithm had a file
     (or before a value was written down at its default) still matches."""
-    from .algorithms import base_policy_kwargs, resolve_algorithm
-
     try:
         cls = resolve_algorithm(algo)
     except ValueError:

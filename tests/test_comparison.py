@@ -16,7 +16,7 @@ from stable_baselines3.common.noise import VectorizedActionNoise
 import adafocus.comparison as comparison
 import adafocus.pipeline as pipeline
 from adafocus.agents import ALGORITHMS, GlanceExtractor, action_kind, make_algorithm, resolve_algorithm
-from adafocus.agents.algorithms import _policy_name
+from adafocus.agents.registry import policy_name
 from adafocus.agents.defaults import (ENV_ID, HYPERPARAMS, ZOO_ONLY, governed, hyperparams_file,
                                       load_hyperparams, parse_policy_kwargs, recorded_defaults)
 from adafocus.agents.frames import FrameExtractor
@@ -179,7 +179,7 @@ def test_every_builtin_algorithm_has_a_file_in_rl_zoo_format():
         text = hyperparams_file(algo).read_text()
         entry = yaml.safe_load(text)[ENV_ID]  # RL Zoo reads a -conf file by env id
         cls = resolve_algorithm(algo)
-        assert entry["policy"] == _policy_name(cls)
+        assert entry["policy"] == policy_name(cls)
         assert isinstance(entry["n_timesteps"], int) and entry["n_envs"] == preset("synthetic").policy.n_envs
         assert entry["env_kwargs"].get("action", "grid") == action_kind(algo)
         # RL Zoo evaluates policy_kwargs in its own module, where torch is th and torch.nn is nn
@@ -190,7 +190,7 @@ def test_every_builtin_algorithm_has_a_file_in_rl_zoo_format():
                 assert "#" in line or line.strip().startswith("policy_kwargs"), line
         if algo in ("ppo", "a2c", "recurrent_ppo", "dqn", "qrdqn"):  # the frame policies' entry, one for their ids
             frames = [yaml.safe_load(text)[env_id] for env_id in ("AdaFrame-v0", "AdaFocusPlus-v0", "MultiAgent-v0")]
-            assert frames[0] == frames[1] == frames[2] and frames[0]["policy"] == _policy_name(cls)
+            assert frames[0] == frames[1] == frames[2] and frames[0]["policy"] == policy_name(cls)
             kwargs = eval(frames[0]["policy_kwargs"], {"th": torch, "nn": torch.nn})
             assert kwargs["features_extractor_class"] is FrameExtractor
 
