@@ -35,9 +35,10 @@ def make_algorithm(algo: str, env: VecEnv, policy: PolicyConfig, num_frames: int
     The algorithm's values come from the ``env_id`` entry of ``agents/hyperparams/<algo>.yml`` under the
     ``policy`` config (the precedence is in :mod:`adafocus.agents.defaults`). ``extractor`` is the policy's
     features extractor and its kwargs (default: pi's :class:`GlanceExtractor` at ``policy``'s widths).
-    On-policy algorithms collect ``videos_per_update`` whole episodes of ``num_frames`` steps per update
-    (n_steps = videos * steps / n_envs), as the paper's PPO does with 64 videos; the PPO family splits them
-    into ``minibatches`` (the paper: one). The paper's pi (``gru_ppo``, ``paper_ppo``) runs a GRU as wide as
+    The PPO family collects ``videos_per_update`` whole episodes of ``num_frames`` steps per update
+    (n_steps = videos * steps / n_envs), as the paper's PPO does with 64 videos, and splits them into
+    ``minibatches`` (the paper: one); A2C, which makes one gradient step per rollout, takes n_steps from its
+    file like its other arguments. The paper's pi (``gru_ppo``, ``paper_ppo``) runs a GRU as wide as
     its encoder (1024 in the paper). Raises ValueError for an algorithm that cannot take the env's actions.
     """
     if continuous_only(algo) and isinstance(env.action_space, spaces.Discrete):
@@ -57,11 +58,11 @@ def make_algorithm(algo: str, env: VecEnv, policy: PolicyConfig, num_frames: int
     kwargs: dict[str, Any] = {**values, "learning_rate": policy.learning_rate, "gamma": policy.gamma, "seed": seed,
                               "device": device, "tensorboard_log": tensorboard_log, "verbose": 0}
     if issubclass(cls, OnPolicyAlgorithm):
-        n_steps = max(1, policy.videos_per_update * num_frames // env.num_envs)
-        kwargs.update(n_steps=n_steps, gae_lambda=policy.gae_lambda, ent_coef=policy.ent_coef, vf_coef=policy.vf_coef)
+        kwargs.update(gae_lambda=policy.gae_lambda, ent_coef=policy.ent_coef, vf_coef=policy.vf_coef)
         if ppo_family(cls):  # PaperPPO and GRUPPO too, whose constructors take PPO's arguments as **kwargs
-            kwargs.update(batch_size=max(1, n_steps * env.num_envs // policy.minibatches), n_epochs=policy.n_epochs,
-                          clip_range=policy.clip_range)
+            n_steps = max(1, policy.videos_per_update * num_frames // env.num_envs)
+            kwargs.update(n_steps=n_steps, batch_size=max(1, n_steps * env.num_envs // policy.minibatches),
+                          n_epochs=policy.n_epochs, clip_range=policy.clip_range)
     return cls(policy_name(cls), env, policy_kwargs=policy_kwargs, **kwargs)
 
 

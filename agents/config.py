@@ -19,7 +19,8 @@ class PolicyConfig:
     n_envs: int = 64
     """env slots stepped together (the batched VecEnv's N)"""
     videos_per_update: int = 64
-    """whole videos collected per on-policy update: n_steps = videos_per_update * T / n_envs"""
+    """whole videos collected per update of the PPO family: n_steps = videos_per_update * T / n_envs (A2C's
+    n_steps is in ``agents/hyperparams/a2c.yml``; ``--policy.hyperparams "{n_steps: 8}"`` changes it)"""
     learning_rate: float = 3e-4
     """Adam's learning rate"""
     gamma: float = 0.7

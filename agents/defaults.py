@@ -13,9 +13,9 @@ Precedence in :func:`adafocus.agents.make_algorithm`, lowest first:
    features for feed-forward on-policy algorithms; the GRU of ``gru_ppo`` / ``paper_ppo``);
 3. the algorithm's file: every value except the keys only RL Zoo reads (:data:`ZOO_ONLY`);
 4. the run's :class:`~adafocus.agents.PolicyConfig` for the arguments it names (:func:`governed`):
-   ``learning_rate`` and ``gamma`` always, n_steps (from ``videos_per_update``), ``gae_lambda``,
-   ``ent_coef``, ``vf_coef`` for on-policy algorithms, batch_size (from ``minibatches``), ``n_epochs``,
-   ``clip_range`` for the PPO family, and the extractor's widths. The preset sets them and ``--policy.*``
+   ``learning_rate`` and ``gamma`` always, ``gae_lambda``, ``ent_coef``, ``vf_coef`` for on-policy
+   algorithms, n_steps (from ``videos_per_update``), batch_size (from ``minibatches``), ``n_epochs``,
+   ``clip_range`` for the PPO family (A2C, one gradient step per rollout, takes n_steps from its file), and the extractor's widths. The preset sets them and ``--policy.*``
    changes them; they are what the stage record holds, so the file's copies of them are RL Zoo's (the files
    mirror the ``synthetic`` preset, which is what ``AdaFocus-v0`` builds);
 5. ``--policy.hyperparams`` (a YAML mapping, e.g. ``"{learning_starts: 500, buffer_size: 20000}"``): any
@@ -96,9 +96,9 @@ def governed(cls: type[BaseAlgorithm]) -> tuple[str, ...]:
     """The SB3 arguments the run's PolicyConfig sets for this class (they override the file)."""
     names = ["learning_rate", "gamma"]
     if issubclass(cls, OnPolicyAlgorithm):
-        names += ["n_steps", "gae_lambda", "ent_coef", "vf_coef"]
-        if ppo_family(cls):
-            names += ["batch_size", "n_epochs", "clip_range"]
+        names += ["gae_lambda", "ent_coef", "vf_coef"]
+        if ppo_family(cls):  # whole videos per update, split into minibatches; A2C's n_steps is its file's
+            names += ["n_steps", "batch_size", "n_epochs", "clip_range"]
     return tuple(names)
 
 

@@ -21,13 +21,14 @@ from adafocus.backbones import grid_corners
 from adafocus.config import PolicyConfig
 from adafocus.data.clips import ClipSet
 from adafocus.envs import AdaFocusVecEnv, EnvConfig, FocusEpisodes
+from adafocus.agents.defaults import load_hyperparams
 
 from conftest import Marker, poison
 
 
 N_ENVS = 4
 # T = 4, 4 slots: 16 timesteps per round of videos. Off-policy learning starts after 10 rounds (160),
-# so these totals give 8 to 24 gradient steps (QR-DQN's 200-quantile loss on batches of 256 is the slow one).
+# so these totals give 8 to 24 gradient steps.
 TIMESTEPS = {"ppo": 192, "a2c": 192, "recurrent_ppo": 192, "gru_ppo": 192, "paper_ppo": 192, "dqn": 256,
              "qrdqn": 192, "sac": 256, "td3": 256}
 
@@ -125,6 +126,18 @@ def test_on_policy_rollouts_are_whole_videos(tiny_model, tiny_clips):
     assert model.n_steps == N_ENVS * tiny_clips.num_frames // N_ENVS
     assert model.batch_size == model.n_steps * N_ENVS
     assert model.gamma == small_policy().gamma
+
+
+def test_a2c_takes_n_steps_from_its_file(tiny_model, tiny_clips):
+    """A2C's rollout length is its file's n_steps, not whole videos; --policy.hyperparams changes it for A2C and
+    is refused for the PPO family, whose n_steps --policy.videos_per_update sets."""
+    model, _ = build("a2c", tiny_model, tiny_clips)
+    assert model.n_steps == load_hyperparams("a2c")["n_steps"] != tiny_clips.num_frames
+    env = make_vec(tiny_model, tiny_clips)
+    policy = replace(small_policy("a2c"), hyperparams="{n_steps: 3}")
+    assert make_algorithm("a2c", env, policy, tiny_clips.num_frames, device="cpu").n_steps == 3
+    with pytest.raises(ValueError, match="n_steps: set by the run's --policy"):
+        make_algorithm("ppo", env, replace(small_policy(), hyperparams="{n_steps: 3}"), tiny_clips.num_frames)
 
 
 def test_extractor_without_memory_trains(tiny_model, tiny_clips):

@@ -204,13 +204,12 @@ def test_the_files_copy_the_synthetic_preset_where_policyconfig_rules():
         entry, cls = load_hyperparams(algo), resolve_algorithm(algo)
         policy = replace(config.policy, algo=algo)
         expected = {"learning_rate": policy.learning_rate, "gamma": policy.gamma}
-        if "n_steps" in governed(cls):
+        if "ent_coef" in governed(cls):  # on-policy
+            expected.update(gae_lambda=policy.gae_lambda, ent_coef=policy.ent_coef, vf_coef=policy.vf_coef)
+        if "n_epochs" in governed(cls):  # the PPO family: whole videos per update
             n_steps = policy.videos_per_update * frames // entry["n_envs"]
-            expected.update(n_steps=n_steps, gae_lambda=policy.gae_lambda, ent_coef=policy.ent_coef,
-                            vf_coef=policy.vf_coef)
-        if "n_epochs" in governed(cls):
-            expected.update(batch_size=n_steps * entry["n_envs"] // policy.minibatches, n_epochs=policy.n_epochs,
-                            clip_range=policy.clip_range)
+            expected.update(n_steps=n_steps, batch_size=n_steps * entry["n_envs"] // policy.minibatches,
+                            n_epochs=policy.n_epochs, clip_range=policy.clip_range)
         assert {k: entry[k] for k in governed(cls)} == expected, algo
         extractor = ast.parse(entry["policy_kwargs"], mode="eval").body
         widths = next(k.value for k in extractor.keywords if k.arg == "features_extractor_kwargs")
