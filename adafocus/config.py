@@ -223,11 +223,12 @@ def _synthetic_tsm() -> RunConfig:
     """Section 4.2 on the CPU: clip-level AdaFocus with TSM backbones on the synthetic motion variant.
 
     The class is (texture, drift direction), so f_L must compare frames; the target (24 px) drifts slowly
-    (1 px per frame), so one 56 x 56 patch per clip can hold it, at about half of TSM+'s GFLOPs as in the
-    paper's comparison, and four distractors make the whole frame harder to read than the target's patch. "4+8" frames (f_G on 4, f_L on 8 patches; as in ``sthsth``, two
-    independent TSN samplings of the 16 frames), the ``synthetic`` backbones with 1/8 of the channels shifted
-    each way, no flip (it reverses directions). pi is the authors' continuous pi (``paper_ppo``, the corner
-    as a fraction of S - P, fixed std 0.25), which learned where SB3's Gaussian over centres did not (README).
+    (1 px per frame), so one 64 x 64 patch per clip can hold it, at 0.61x TSM+'s GFLOPs (the paper's
+    comparison: 0.67x), and four distractors make the whole frame harder to read than the target's patch.
+    "4+8" frames (f_G on 4, f_L on 8 patches; as in ``sthsth``, two independent TSN samplings of the 16
+    frames), the ``synthetic`` backbones with 1/8 of the channels shifted each way, no flip (it reverses
+    directions). pi is the authors' continuous pi (``paper_ppo``, the corner as a fraction of S - P, fixed std
+    0.25), which learned where SB3's Gaussian over centres did not (README).
     As in ``synthetic``, f_G keeps its random initialisation, so f_G's head is untrained and its averaged
     logits are a near-constant bias in f_C. Stage I places the patch on the annotated target (``oracle``):
     with random patches it stays at chance; pi is still learned in stage II.
@@ -236,7 +237,7 @@ def _synthetic_tsm() -> RunConfig:
     syn = replace(base.data.synthetic, drift=True, speed=1.0, distractors=4)
     tsm = 1 / 8
     model = replace(base.model, global_encoder=replace(base.model.global_encoder, shift=tsm),
-                    local_encoder=replace(base.model.local_encoder, shift=tsm), patch_size=56, glance_frames=4)
+                    local_encoder=replace(base.model.local_encoder, shift=tsm), patch_size=64, glance_frames=4)
     return replace(base, preset="synthetic_tsm", model=model, data=replace(base.data, synthetic=syn),
                    stage1=replace(base.stage1, epochs=8, patches="oracle"),
                    env=EnvConfig(action="continuous", continuous="corner", observe_memory=False),
