@@ -9,7 +9,8 @@ a folder trained by another command is refused (:class:`~adafocus.provenance.Sta
 
 Per run: the learned policy's top-1, mAP, focus hit rate, GFLOPs per video, the area under its early-exit
 curve (:func:`exit_auc`) and its first step's top-1 (measures that still tell policies apart when top-1
-saturates), stage II's env steps and wall-clock seconds (its ``stage.json``). Per algorithm: the mean and
+saturates), the top-1 of random patches at the same GFLOPs in the same run (what pi must beat), stage II's
+env steps and wall-clock seconds (its ``stage.json``). Per algorithm: the mean and
 the sample standard deviation (n - 1) over seeds.
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ from .pipeline import main_job, run_supervised, stage_records
 from .run_data import data_paths
 
 # every per-run measure of the table, in its column order
-METRICS = ("top1", "mAP", "hit_rate", "exit_auc", "first_step_top1", "gflops_per_video", "env_steps", "stage2_seconds")
+METRICS = ("top1", "mAP", "hit_rate", "exit_auc", "first_step_top1", "gflops_per_video", "random_top1", "env_steps",
+           "stage2_seconds")
 BASE = "base"
 
 
@@ -119,14 +121,16 @@ def reward_curve(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 def run_measures(folder: Path) -> dict[str, Any]:
     """The learned policy's measures of one finished run folder, and its early-exit curve."""
     folder = Path(folder)
-    learned = json.loads((folder / "results.json").read_text())["policies"]["learned"]
+    policies = json.loads((folder / "results.json").read_text())["policies"]
+    learned = policies["learned"]
     record = json.loads((folder / "policy" / provenance.FINISHED).read_text())
     steps, _ = reward_curve(folder)
     env_steps = record.get("timesteps", int(steps[-1]) if len(steps) else None)
     curve = learned.get("curve") or []
     return {"top1": learned["top1"], "mAP": learned["mAP"], "hit_rate": learned.get("hit_rate"),
             "exit_auc": exit_auc(curve), "first_step_top1": first_step_top1(curve),
-            "gflops_per_video": learned["gflops_per_video"], "env_steps": env_steps,
+            "gflops_per_video": learned["gflops_per_video"], "random_top1": policies.get("random", {}).get("top1"),
+            "env_steps": env_steps,
             "stage2_seconds": record.get("wall_seconds"), "curve": curve}
 
 
@@ -224,6 +228,7 @@ def print_comparison(results: dict[str, Any], written: dict[str, list[Path]], ti
     table = Table(title=title)
     columns = {"top1": ("top-1", 3), "mAP": ("mAP", 3), "hit_rate": ("hit rate", 3), "exit_auc": ("exit AUC", 3),
                "first_step_top1": ("step-1 top-1", 3), "gflops_per_video": ("GFLOPs/video", 4),
+               "random_top1": ("random top-1", 3),
                "env_steps": ("env steps", 0), "stage2_seconds": ("stage II s", 0)}
     table.add_column("algorithm")
     table.add_column("action")
@@ -244,6 +249,6 @@ def print_comparison(results: dict[str, Any], written: dict[str, list[Path]], ti
     console = Console(width=160)
     console.print(table)
     console.print(f"mean ± {results['std']}; exit AUC: mean top-1 over the early-exit curve's GFLOPs range; "
-                  "step-1 top-1: after the first patch alone")
+                  "step-1 top-1: after the first patch alone; random top-1: random patches at the same GFLOPs")
     for kind, paths in written.items():
         console.print(f"{kind}: " + ", ".join(str(p) for p in paths), soft_wrap=True)

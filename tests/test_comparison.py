@@ -100,14 +100,15 @@ def test_results_hold_per_seed_values_and_their_mean_and_std(compared):
     for algo in ALGOS:
         entry = results["algorithms"][algo]
         assert set(entry["metrics"]) == set(comparison.METRICS)
-        learned = [json.loads((out / algo / f"seed{s}" / "results.json").read_text())["policies"]["learned"]
-                   for s in SEEDS]
+        policies = [json.loads((out / algo / f"seed{s}" / "results.json").read_text())["policies"] for s in SEEDS]
+        learned = [p["learned"] for p in policies]
         records = [json.loads((out / algo / f"seed{s}" / "policy" / "stage.json").read_text()) for s in SEEDS]
         expected = {"top1": [r["top1"] for r in learned], "mAP": [r["mAP"] for r in learned],
                     "hit_rate": [r["hit_rate"] for r in learned],
                     "gflops_per_video": [r["gflops_per_video"] for r in learned],
                     "exit_auc": [exit_auc(r["curve"]) for r in learned],
                     "first_step_top1": [first_step_top1(r["curve"]) for r in learned],
+                    "random_top1": [p["random"]["top1"] for p in policies],
                     "env_steps": [r["timesteps"] for r in records], "stage2_seconds": [r["wall_seconds"] for r in records]}
         for metric, values in expected.items():
             got = entry["metrics"][metric]
