@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from adafocus import checkpoint
+from adafocus.agents.defaults import load_hyperparams
 from adafocus.config import RunConfig, from_dict, to_dict
 from adafocus.models import build_model
 from adafocus.pipeline import run_policy, run_supervised
@@ -84,7 +85,7 @@ def test_stage2_logs_every_on_policy_update(tiny_config, tmp_path):
     config = replace(tiny_config, policy=replace(tiny_config.policy, algo="a2c"))
     run_policy(config, tmp_path, stage1, progress=False)
     policy = config.policy
-    updates = policy.total_timesteps // (policy.videos_per_update * config.data.frames)
+    updates = policy.total_timesteps // (load_hyperparams("a2c")["n_steps"] * policy.n_envs)  # A2C's rollouts
     rows = (tmp_path / "policy" / "progress.csv").read_text().strip().splitlines()[1:]
     assert updates > 1 and len(rows) == updates
 
