@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="val", choices=["train", "val"])
     parser.add_argument("--device", help="override the run's device (auto, cpu, cuda)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", help="output folder (default: <run>/evaluation)")
     parser.add_argument("--baselines", action="store_true",
                         help="also train (frozen backbones, seconds each) and evaluate AR-Net, SCSampler, LiteEval and "
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     evaluation = evaluate_run(config, Path(args.checkpoint) if args.checkpoint else run.checkpoint,
                               Path(args.policy) if args.policy else run.policy, args.split,
-                              batch_size=args.batch_size, full_frame=run.warmup, tsm_plus=run.tsm_plus)
+                              progress=not args.no_progress, batch_size=args.batch_size, full_frame=run.warmup, tsm_plus=run.tsm_plus)
     written = write_report(evaluation, Path(args.out) if args.out else Path(args.run) / "evaluation", config,
                            run=Path(args.run))
     print_results(evaluation.results, written, f"{args.run} on {args.split} ({evaluation.results['videos']} videos)")

@@ -153,7 +153,7 @@ def test_evaluate_py_on_a_crafted_policy_runs_nothing_and_scores_as_the_run_did(
     shutil.copytree(out, run)
     poison(run / "policy" / "policy.zip", marker)
     script = runpy.run_path(str(ROOT / "experiments" / "evaluate.py"))
-    script["main"](["--run", str(run), "--out", str(tmp_path / "evaluation"), "--device", "cpu"])
+    script["main"](["--run", str(run), "--out", str(tmp_path / "evaluation"), "--device", "cpu", "--no-progress"])
     assert not marker.exists()
     now = json.loads((tmp_path / "evaluation" / "results.json").read_text())["policies"]["learned"]
     before = json.loads((out / "results.json").read_text())["policies"]["learned"]
