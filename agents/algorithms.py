@@ -26,6 +26,7 @@ from .extractor import GlanceExtractor
 from .recurrent import GRUPPO
 from .registry import base_policy_kwargs, continuous_only, policy_name, resolve_algorithm
 
+
 def make_algorithm(algo: str, env: VecEnv, policy: PolicyConfig, num_frames: int, seed: int = 0,
                    device: str | torch.device = "auto", tensorboard_log: str | None = None, *,
                    env_id: str = ENV_ID,

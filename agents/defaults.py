@@ -15,9 +15,10 @@ Precedence in :func:`adafocus.agents.make_algorithm`, lowest first:
 4. the run's :class:`~adafocus.agents.PolicyConfig` for the arguments it names (:func:`governed`):
    ``learning_rate`` and ``gamma`` always, ``gae_lambda``, ``ent_coef``, ``vf_coef`` for on-policy
    algorithms, n_steps (from ``videos_per_update``), batch_size (from ``minibatches``), ``n_epochs``,
-   ``clip_range`` for the PPO family (A2C, one gradient step per rollout, takes n_steps from its file), and the extractor's widths. The preset sets them and ``--policy.*``
-   changes them; they are what the stage record holds, so the file's copies of them are RL Zoo's (the files
-   mirror the ``synthetic`` preset, which is what ``AdaFocus-v0`` builds);
+   ``clip_range`` for the PPO family (A2C, one gradient step per rollout, takes n_steps from its file), and
+   the extractor's widths. The preset sets them and ``--policy.*`` changes them; they are what the stage
+   record holds, so the file's copies of them are RL Zoo's (the files mirror the ``synthetic`` preset, which
+   is what ``AdaFocus-v0`` builds);
 5. ``--policy.hyperparams`` (a YAML mapping, e.g. ``"{learning_starts: 500, buffer_size: 20000}"``): any
    other SB3 argument, over the file. An argument of step 4 is refused there (use its ``--policy.*`` option).
 

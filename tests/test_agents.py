@@ -17,11 +17,11 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from adafocus.agents import (CenterAgent, FocusAgent, GlanceExtractor, OracleAgent, PolicyFileError, RandomAgent,
                              SB3Agent, action_kind, load_agent, make_algorithm, policy_gmacs, read_policy_file,
                              resolve_algorithm, restore_algorithm, save_agent)
+from adafocus.agents.defaults import load_hyperparams
 from adafocus.backbones import grid_corners
 from adafocus.config import PolicyConfig
 from adafocus.data.clips import ClipSet
 from adafocus.envs import AdaFocusVecEnv, EnvConfig, FocusEpisodes
-from adafocus.agents.defaults import load_hyperparams
 
 from conftest import Marker, poison
 
