@@ -213,14 +213,19 @@ def render_video(config: SyntheticConfig, label: int,
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int) -> None:
-    """Write uint8 RGB frames (T, H, W, 3) as an H.264 mp4 (yuv420p) with PyAV."""
+    """Write uint8 RGB frames (T, H, W, 3) as an H.264 mp4 (yuv420p) with PyAV; equal frames give equal bytes
+    (x264 is not bit-exact on frames much smaller than 64 x 64)."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(crf), "preset": "veryfast", "tune": "grain"}
         for image in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            for plane in frame.planes:  # x264 reads the rows' alignment padding, which is uninitialised
+                rows = np.frombuffer(bytes(plane), np.uint8).reshape(-1, plane.line_size)[:, :plane.width]
+                plane.update(np.pad(rows, ((0, 0), (0, plane.line_size - plane.width)), mode="edge").tobytes())
+            container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
 
 
