@@ -229,8 +229,13 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int) -> None:
         container.mux(stream.encode(None))
 
 
+# version of write_mp4's output: the cache folder's name hashes it with the config, so videos of an older
+# encoding are never reused
+ENCODING = 2
+
+
 def _config_key(config: SyntheticConfig) -> str:
-    return hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:10]
+    return hashlib.sha1(json.dumps({**asdict(config), "encoding": ENCODING}, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def default_cache_dir() -> Path:

@@ -215,3 +215,13 @@ def test_a_larger_validation_split_keeps_the_training_split(tmp_path):
         assert (a.root / path).read_bytes() == (b.root / path).read_bytes()
     with pytest.raises(ValueError, match="synthetic benchmark only"):
         with_val_videos(change(config, data=change(config.data, train_list="train.txt")), 6)
+
+
+def test_the_cache_folder_names_the_encoding(monkeypatch, tmp_path):
+    """Videos of an older encoding (another ENCODING) are never reused for the same config."""
+    from adafocus.data import synthetic
+
+    monkeypatch.setenv("ADAFOCUS_CACHE", str(tmp_path))
+    now = synthetic._dataset(TINY, None).root
+    monkeypatch.setattr(synthetic, "ENCODING", synthetic.ENCODING - 1)
+    assert synthetic._dataset(TINY, None).root != now and now.parent == tmp_path / "synthetic"
