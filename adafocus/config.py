@@ -220,21 +220,25 @@ def _synthetic_temporal() -> RunConfig:
 
 
 def _synthetic_tsm() -> RunConfig:
-    """Section 4.2 on the CPU: clip-level AdaFocus with TSM backbones on the synthetic motion variant.
+    """Section 4.2 on the CPU: clip-level AdaFocus with TSM backbones, where reading more frames pays.
 
-    The class is (texture, drift direction), so f_L must compare frames; the target (24 px) drifts slowly
-    (1 px per frame), so one 64 x 64 patch per clip can hold it, at 0.61x TSM+'s GFLOPs (the paper's
-    comparison: 0.67x), and four distractors make the whole frame harder to read than the target's patch.
-    "4+8" frames (f_G on 4, f_L on 8 patches; as in ``sthsth``, two independent TSN samplings of the 16
-    frames), the ``synthetic`` backbones with 1/8 of the channels shifted each way, no flip (it reverses
-    directions). pi is the authors' continuous pi (``paper_ppo``, the corner as a fraction of S - P, fixed std
-    0.25), which learned where SB3's Gaussian over centres did not (README).
+    The class (the target's texture) shows in 4 of the 16 frames, two aligned pairs; in the others the target
+    is drawn flat, which f_G cannot tell apart. f_L's 8 focus frames (TSN segments of 2) always hold both
+    pairs; TSM+'s 4 whole frames (segments of 4, read at frames 2, 6, 10 and 14 in test) miss both in 6 of
+    the 28 placements. That is the paper's trade, 12 patch frames against TSM+'s 8 whole frames, at 0.61x
+    TSM+'s GFLOPs here (paper: 0.67x). No distractors: with four, which keep their textures in every frame,
+    neither the warm-up nor stage I learned. The target (24 px) moves 1 px per frame, so one 64 x 64 patch
+    per clip holds it. "4+8" frames (as in ``sthsth``, two independent TSN samplings of the 16 frames), the
+    ``synthetic`` backbones with 1/8 of the channels shifted each way, no flip. pi is the authors' continuous
+    pi (``paper_ppo``, the corner as a fraction of S - P, fixed std 0.25), which learned where SB3's Gaussian
+    over centres did not. The motion variant (``drift``) was this preset's data before: no model learned
+    its drift direction (README).
     As in ``synthetic``, f_G keeps its random initialisation, so f_G's head is untrained and its averaged
-    logits are a near-constant bias in f_C. Stage I places the patch on the annotated target (``oracle``):
-    with random patches it stays at chance; pi is still learned in stage II.
+    logits are a near-constant bias in f_C. Stage I places the patch on the annotated target (``oracle``);
+    pi is learned in stage II.
     """
     base = _synthetic()
-    syn = replace(base.data.synthetic, drift=True, speed=1.0, distractors=4)
+    syn = replace(base.data.synthetic, speed=1.0, distractors=0, readable_frames=4, unreadable="flat")
     tsm = 1 / 8
     model = replace(base.model, global_encoder=replace(base.model.global_encoder, shift=tsm),
                     local_encoder=replace(base.model.local_encoder, shift=tsm), patch_size=64, glance_frames=4)

@@ -17,6 +17,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from adafocus.backbones import ClipFocusModel, patch_corners, random_corners
 from adafocus.config import DataConfig, PolicyConfig, RunConfig, StageConfig, preset
+from adafocus.data.sampling import sample_indices
 from adafocus.data.synthetic import SyntheticConfig
 from adafocus.envs import AdaFocusEnv, AdaFocusVecEnv, ClipEpisodes, EnvConfig, confidence
 from adafocus.models import build_model
@@ -139,7 +140,12 @@ def test_presets_of_section_4_2():
     assert jester.model.num_classes == 27 and jester.data.list_format == "jester" and not jester.data.flip
     assert (jester.stage1, jester.stage3, jester.data.short_videos) == (sth.stage1, sth.stage3, "first")
     tsm = preset("synthetic_tsm")
-    assert tsm.data.synthetic.drift and not tsm.data.flip and tsm.model.glance_frames < tsm.data.frames
+    assert tsm.data.synthetic.readable_frames == 4 and not tsm.data.flip and tsm.model.glance_frames < tsm.data.frames
+    # the preset's premise: in test, the focus frames read every aligned pair, the glance frames (TSM+) half
+    frames = tsm.data.synthetic.video_frames
+    pairs_read = {name: set(sample_indices(frames, count, train=False) // 2)
+                  for name, count in (("focus", tsm.data.frames), ("glance", tsm.model.glance_frames))}
+    assert pairs_read["focus"] == set(range(frames // 2)) and len(pairs_read["glance"]) == frames // 4
     flipped = replace(sth, data=replace(sth.data, flip=True, train_list="train.csv", val_list="val.csv"))
     with pytest.raises(ValueError, match="flip"):  # refused before any file is read
         video_dataset(flipped, DataPaths(Path("train.csv"), Path("val.csv"), None, None), "train", train=True)
