@@ -159,7 +159,8 @@ def plot_learning_curves(logs: dict[str, Path], path: Path) -> list[Path]:
     axes[1].set(xlabel="environment steps", ylabel="episode reward", title="Stage II (RL)")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="lower right")
     return save_figure(fig, path)
 
 

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
                              "(a smaller standard error than the run's own split)")
     parser.add_argument("--split", default="val", choices=["train", "val"])
     parser.add_argument("--device", help="override the run's device (auto, cpu, cuda)")
+    parser.add_argument("--workers", type=int, help="override the run's video-loading processes (data.workers)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", help="output folder (default: <run>/evaluation)")
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         config = with_val_videos(config, args.val_videos)
     if args.device:
         config = replace(config, device=args.device)
+    if args.workers is not None:
+        config = replace(config, data=replace(config.data, workers=args.workers))
     out = Path(args.out) if args.out else Path(args.run) / "evaluation"
     if args.baselines:
         results = compare(Path(args.run), out, with_preset_defaults(BaselineConfig(), config), run_config=config)

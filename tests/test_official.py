@@ -506,7 +506,7 @@ def test_converted_run_goes_through_evaluate_py(frame_release, tmp_path, monkeyp
                                                   str(PATCH), "--out", str(out), "--frame-size", str(FRAME),
                                                   "--train-list", str(lists), "--val-list", str(lists),
                                                   "--data-root", str(tmp_path / "frames")]),
-                         ("evaluate.py", ["--run", str(out), "--device", "cpu"])):
+                         ("evaluate.py", ["--run", str(out), "--device", "cpu", "--workers", "0"])):
         monkeypatch.setattr("sys.argv", [script, *args])
         runpy.run_path(str(scripts / script), run_name="__main__")
     results = json.loads((out / "evaluation" / "results.json").read_text())
