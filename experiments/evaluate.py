@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> None:
                               Path(args.policy) if args.policy else run.policy, args.split,
                               progress=not args.no_progress, batch_size=args.batch_size, full_frame=run.warmup,
                               tsm_plus=run.tsm_plus)
-    written = write_report(evaluation, Path(args.out) if args.out else Path(args.run) / "evaluation", config,
-                           run=Path(args.run))
+    written = write_report(evaluation, out, config, run=Path(args.run))
     print_results(evaluation.results, written, f"{args.run} on {args.split} ({evaluation.results['videos']} videos)")
 
 
